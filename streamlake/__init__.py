@@ -1,0 +1,3 @@
+"""StreamLake: Kafka ingestion topologies on Faust."""
+
+__version__ = "0.1.0"

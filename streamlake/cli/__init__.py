@@ -1,0 +1,21 @@
+"""StreamLake's commands, added to Faust's own CLI.
+
+``streamlake <cmd>`` and ``faust -A streamlake.app <cmd>`` are the same thing:
+importing :mod:`streamlake.app` registers these groups on Faust's root group.
+One module per command group; each command parses options, calls one library
+function and prints text or ``--json``.
+"""
+
+from __future__ import annotations
+
+from faust.cli.base import cli as faust_cli
+
+from .broker import broker
+
+__all__ = ["register_commands"]
+
+
+def register_commands() -> None:
+    for command in (broker,):
+        if command.name not in faust_cli.commands:
+            faust_cli.add_command(command)

@@ -1,0 +1,1 @@
+"""The seam to Faust: building the app and binding topologies to agents."""

@@ -1,0 +1,1 @@
+from tests.kafka_fixtures import kafka_broker, test_env, worker_factory  # noqa: F401

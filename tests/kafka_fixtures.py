@@ -1,0 +1,158 @@
+"""Broker, settings and worker fixtures shared by integration and fault tests.
+
+The broker is started once per session with the same code as
+``streamlake broker start`` (or taken from ``STREAMLAKE_TEST_BROKER``). If it
+cannot start, the tests fail: they are never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from streamlake.broker import local
+from streamlake.config import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 60.0, interval: float = 0.2, what: str = "condition") -> object:
+    """Poll *condition* until it returns something truthy; fail after *timeout*."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class TestBroker:
+    url: str
+    state: local.BrokerState | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return self.url.split("://", 1)[-1]
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestBroker]:
+    external = os.environ.get("STREAMLAKE_TEST_BROKER")
+    if external:
+        yield TestBroker(external if "://" in external else f"kafka://{external}")
+        return
+    data_dir = tmp_path_factory.mktemp("broker")
+    try:
+        state = local.start_broker(port=0, data_dir=data_dir, kafka_version=local.DEFAULT_KAFKA_VERSION, timeout=180)
+    except Exception as exc:  # the broker is required: fail loudly, never skip
+        pytest.fail(f"could not start the Kafka broker for integration tests: {exc}", pytrace=False)
+    yield TestBroker(state.url, state)
+    local.stop_broker(data_dir)
+
+
+@dataclass
+class TestEnv:
+    """Unique names for one test: a topic prefix and an app id (= consumer group)."""
+
+    broker: TestBroker
+    prefix: str
+    app_id: str
+    tmp: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def environ(self, **overrides: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "STREAMLAKE_ENV": "test",
+            "STREAMLAKE_HOME": str(ROOT),
+            "STREAMLAKE_BROKER": self.broker.url,
+            "STREAMLAKE_TOPIC_PREFIX": self.prefix,
+            "STREAMLAKE_APP_ID": self.app_id,
+        })
+        env.update(self.extra)
+        env.update(overrides)
+        return env
+
+    def settings(self, **overrides: str) -> Settings:
+        return load_settings(env="test", root=ROOT, environ=self.environ(**overrides))
+
+
+@pytest.fixture
+def test_env(kafka_broker: TestBroker, tmp_path: Path) -> TestEnv:
+    tag = uuid.uuid4().hex[:10]
+    return TestEnv(broker=kafka_broker, prefix=f"t{tag}", app_id=f"sl-test-{tag}", tmp=tmp_path)
+
+
+@dataclass
+class WorkerProcess:
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+    web_port: int
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker {self.name} exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+            return "Ready" in self.log()
+        wait_for(ready, timeout=timeout, what=f"worker {self.name} to be ready")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def worker_factory(test_env: TestEnv) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start ``faust -A streamlake.app worker`` processes in the test's group."""
+    workers: list[WorkerProcess] = []
+
+    def start(name: str | None = None, wait: bool = True, **env_overrides: str) -> WorkerProcess:
+        name = name or f"w{len(workers)}"
+        port = local.free_port()
+        log_path = test_env.tmp / f"{name}.log"
+        env = test_env.environ(
+            STREAMLAKE_WEB_PORT=str(port),
+            STREAMLAKE_DATADIR=str(test_env.tmp / f"{name}-data"),
+            **env_overrides,
+        )
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "faust", "-A", "streamlake.app", "worker", "-l", "info",
+                 "--web-port", str(port), "--web-host", "127.0.0.1"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        worker = WorkerProcess(name, proc, log_path, port)
+        workers.append(worker)
+        if wait:
+            worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop(timeout=30)
