@@ -60,7 +60,6 @@ class Stream:
             "number", "boolean", "object", "array") that every value must carry.
         policies: the action for each ordering class.
         transform: optional enrichment; raise to send the record to the DLQ.
-        rekey: repartition records whose record key is wrong instead of DLQ-ing them.
         source_stage / output_stage: stage words of the input and output topics.
     """
 
@@ -73,7 +72,6 @@ class Stream:
     required_fields: Mapping[str, str] = field(default_factory=dict)
     policies: Policies = Policies()
     transform: Transform | None = None
-    rekey: bool = False
     source_stage: str = "raw"
     output_stage: str = "valid"
 

@@ -1,0 +1,1 @@
+"""The pure core: no Faust, no aiokafka. Plain functions and frozen dataclasses."""

@@ -1,0 +1,269 @@
+"""The ingestion pipeline over a batch of raw records.
+
+decode → validate → key → sequence → policy → transform, record by record in
+offset order, with per-key state folded through the batch. The result says,
+for every input record, exactly one of: forward, drop (counted) or DLQ — and
+which per-key states changed. Nothing here talks to Kafka.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import orjson
+
+from ..errors import RetryableError
+from ..topology import JSON_TYPES, Action, Stream
+from .dlq import DeadLetter, Reason
+from .records import SourceRecord
+from .sequence import MAX_SEQUENCE, KeyState, SequenceClass, classify_sequence
+
+__all__ = ["Forward", "BatchResult", "StreamCounters", "process_batch", "REPLAY_ID", "RETURNED_FROM_DLQ"]
+
+#: Provenance headers that change how the tracker treats a record.
+REPLAY_ID = "streamlake.replay.id"  # window replay: a deliberate re-emit
+#: Carried by every record sent back from the DLQ (retry or redrive): it was
+#: held back on purpose, so when it comes back ``late`` it is accepted.
+RETURNED_FROM_DLQ = "streamlake.dlq.attempt"
+
+_ORDERING_REASON = {
+    SequenceClass.IN_ORDER: Reason.ORDERING_IN_ORDER,
+    SequenceClass.GAP: Reason.ORDERING_GAP,
+    SequenceClass.DUPLICATE: Reason.ORDERING_DUPLICATE,
+    SequenceClass.LATE: Reason.ORDERING_LATE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A record to produce to the output topic (same key, same headers)."""
+
+    record: SourceRecord
+    value: bytes
+
+
+@dataclass(slots=True)
+class StreamCounters:
+    """Per-stream counters; ``records_in == forwarded + dropped + dlq`` always."""
+
+    records_in: int = 0
+    forwarded: int = 0
+    dropped: int = 0
+    dlq: int = 0
+    dlq_by_reason: collections.Counter = field(default_factory=collections.Counter)
+    classes: collections.Counter = field(default_factory=collections.Counter)
+    dropped_by_class: collections.Counter = field(default_factory=collections.Counter)
+    gaps_opened: int = 0
+    gaps_filled: int = 0
+    gaps_forgotten: int = 0
+    replayed: int = 0
+
+    def add(self, other: "StreamCounters") -> None:
+        for name in ("records_in", "forwarded", "dropped", "dlq", "gaps_opened", "gaps_filled",
+                     "gaps_forgotten", "replayed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.dlq_by_reason.update(other.dlq_by_reason)
+        self.classes.update(other.classes)
+        self.dropped_by_class.update(other.dropped_by_class)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "records_in": self.records_in, "forwarded": self.forwarded,
+            "dropped_duplicates": self.dropped_by_class.get("duplicate", 0),
+            "dropped": self.dropped, "dlq": self.dlq,
+            "dlq_by_reason": dict(self.dlq_by_reason), "classes": dict(self.classes),
+            "dropped_by_class": dict(self.dropped_by_class),
+            "gaps_opened": self.gaps_opened, "gaps_filled": self.gaps_filled,
+            "gaps_forgotten": self.gaps_forgotten, "replayed": self.replayed,
+        }
+
+
+@dataclass(slots=True)
+class BatchResult:
+    forwards: list[Forward] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    states: dict[bytes, KeyState] = field(default_factory=dict)  # keys whose state changed
+    counters: StreamCounters = field(default_factory=StreamCounters)
+
+
+class _Reject(Exception):
+    """Internal: a stage rejected the record."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def process_batch(stream: Stream, records: Iterable[SourceRecord],
+                  load_state: Callable[[bytes], KeyState | None]) -> BatchResult:
+    """Run every record of a batch through the pipeline, in order.
+
+    *load_state* returns the stored state of a key; states changed earlier in
+    the batch take precedence, so one batch equals the same records one by one.
+    """
+    result = BatchResult()
+    counters = result.counters
+    states = result.states
+    policies = stream.policies
+    for record in records:
+        counters.records_in += 1
+        try:
+            doc = _decode(record.value)
+            _validate(doc, stream.required_fields)
+            key = _key(doc, stream.key_field, record.key)
+            seq = _sequence(doc, record, stream)
+        except _Reject as rej:
+            _dead(result, DeadLetter(record, rej.reason, str(rej)))
+            continue
+        state = states[key] if key in states else load_state(key)
+        verdict = classify_sequence(state, seq)
+        cls = verdict.cls
+        counters.classes[cls.value] += 1
+        action = getattr(policies, cls.value)
+        replayed = record.header(REPLAY_ID) is not None
+        if cls is SequenceClass.DUPLICATE and replayed:
+            action = Action.FORWARD  # a deliberate re-emit; the tracker stays where it is
+            counters.replayed += 1
+        elif cls is SequenceClass.LATE and record.header(RETURNED_FROM_DLQ) is not None:
+            action = Action.FORWARD  # retried or redriven: accept it and fill its gap
+        if action is Action.DLQ:
+            _dead(result, DeadLetter(record, _ORDERING_REASON[cls],
+                                     f"sequence {seq} is {cls.value} for key {key!r} "
+                                     f"(expected {state.next_seq if state else seq})"))
+            continue
+        if action is Action.DROP:
+            counters.dropped += 1
+            counters.dropped_by_class[cls.value] += 1
+            _accept(states, key, state, verdict.state, counters, verdict)
+            continue
+        value = record.value
+        if stream.transform is not None:
+            try:
+                value = _transform(stream, doc)
+            except _Reject as rej:  # bad output
+                _dead(result, DeadLetter(record, rej.reason, str(rej)))
+                continue
+            except RetryableError as exc:
+                _dead(result, DeadLetter.from_exception(record, Reason.TRANSFORM_RETRYABLE, exc))
+                continue
+            except Exception as exc:  # the user's code: any failure is the record's, not the worker's
+                _dead(result, DeadLetter.from_exception(record, Reason.TRANSFORM_ERROR, exc))
+                continue
+        if cls is not SequenceClass.DUPLICATE or not replayed:
+            _accept(states, key, state, verdict.state, counters, verdict)
+        counters.forwarded += 1
+        result.forwards.append(Forward(record, value))  # type: ignore[arg-type]
+    return result
+
+
+def _accept(states: dict, key: bytes, old: KeyState | None, new: KeyState, counters: StreamCounters, verdict: Any) -> None:
+    if new != old:
+        states[key] = new
+    counters.gaps_opened += verdict.gap_opened
+    counters.gaps_filled += verdict.gap_filled
+    counters.gaps_forgotten += verdict.gaps_forgotten
+
+
+def _dead(result: BatchResult, letter: DeadLetter) -> None:
+    result.dead_letters.append(letter)
+    result.counters.dlq += 1
+    result.counters.dlq_by_reason[letter.reason.value] += 1
+
+
+def _decode(value: bytes | None) -> dict:
+    if not value:
+        raise _Reject(Reason.EMPTY_VALUE, "the value is null (a tombstone) or empty")
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            raise _Reject(Reason.INVALID_UTF8, f"the value is not valid UTF-8: {uexc}") from None
+        raise _Reject(Reason.INVALID_JSON, f"the value is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise _Reject(Reason.NOT_AN_OBJECT, f"the value is a JSON {_json_type(doc)}, not an object")
+    return doc
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _validate(doc: dict, required: Mapping[str, str]) -> None:
+    for name, type_name in required.items():
+        value = doc.get(name)
+        if value is None:
+            raise _Reject(Reason.MISSING_FIELD, f"required field {name!r} is missing or null")
+        if isinstance(value, bool) and type_name != "boolean" or not isinstance(value, JSON_TYPES[type_name]):
+            raise _Reject(Reason.WRONG_TYPE, f"field {name!r} must be {type_name}, got {_json_type(value)}")
+
+
+def _key(doc: dict, key_field: str, record_key: bytes | None) -> bytes:
+    value = doc.get(key_field)
+    if value is None or value == "":
+        raise _Reject(Reason.MISSING_KEY, f"key field {key_field!r} is missing, null or empty")
+    if not isinstance(value, str):
+        raise _Reject(Reason.KEY_WRONG_TYPE, f"key field {key_field!r} must be a string, got {_json_type(value)}")
+    try:
+        key = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Reject(Reason.KEY_WRONG_TYPE, f"key field {key_field!r} is not encodable as UTF-8") from None
+    if not record_key:
+        raise _Reject(Reason.MISSING_RECORD_KEY,
+                      f"the record has no key; producers must key it by {key_field!r} so it lands on the right partition")
+    if record_key != key:
+        raise _Reject(Reason.KEY_MISMATCH,
+                      f"record key {record_key[:64]!r} differs from {key_field}={value[:64]!r}: "
+                      f"the record may sit on the wrong partition")
+    return key
+
+
+def _sequence(doc: dict, record: SourceRecord, stream: Stream) -> int:
+    if stream.sequence_header:
+        raw = record.header(stream.sequence_header)
+        if raw is None:
+            raise _Reject(Reason.MISSING_SEQUENCE, f"header {stream.sequence_header!r} is missing")
+        text = raw.decode("ascii", "replace").strip()
+        if not text.lstrip("-").isdigit() or not text.isascii():
+            raise _Reject(Reason.INVALID_SEQUENCE, f"header {stream.sequence_header!r}={raw[:32]!r} is not an integer")
+        return _in_range(int(text), stream.sequence_header)
+    name = stream.sequence_field
+    value = doc.get(name)  # type: ignore[arg-type]
+    if value is None:
+        raise _Reject(Reason.MISSING_SEQUENCE, f"sequence field {name!r} is missing or null")
+    if isinstance(value, bool):
+        raise _Reject(Reason.INVALID_SEQUENCE, f"sequence field {name!r} is a boolean, not an integer")
+    if isinstance(value, float):
+        if value.is_integer() and not 0 <= value < MAX_SEQUENCE:
+            raise _Reject(Reason.SEQUENCE_OUT_OF_RANGE, f"sequence field {name!r}={value!r} is outside 0 <= seq < 2**63")
+        raise _Reject(Reason.INVALID_SEQUENCE, f"sequence field {name!r}={value!r} is a number, not an integer")
+    if not isinstance(value, int):
+        raise _Reject(Reason.INVALID_SEQUENCE, f"sequence field {name!r} is a {_json_type(value)}, not an integer")
+    return _in_range(value, name)  # type: ignore[arg-type]
+
+
+def _in_range(value: int, name: str) -> int:
+    if not 0 <= value < MAX_SEQUENCE:
+        raise _Reject(Reason.SEQUENCE_OUT_OF_RANGE, f"sequence {name!r}={value} is outside 0 <= seq < 2**63")
+    return value
+
+
+def _transform(stream: Stream, doc: dict) -> bytes:
+    out = stream.transform(doc)  # type: ignore[misc]
+    if not isinstance(out, dict):
+        raise _Reject(Reason.TRANSFORM_BAD_OUTPUT, f"the transform returned {type(out).__name__}, not a dict")
+    try:
+        return orjson.dumps(out)
+    except TypeError as exc:
+        raise _Reject(Reason.TRANSFORM_BAD_OUTPUT, f"the transform's output is not JSON-serialisable: {exc}") from None

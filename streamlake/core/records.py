@@ -1,0 +1,29 @@
+"""The record shape the core works on, independent of any Kafka client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One consumed record, exactly as it came off the source topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int  # ms since the epoch
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+
+    def header(self, name: str) -> bytes | None:
+        """The last value of header *name*, or None."""
+        found = None
+        for hname, hvalue in self.headers:
+            if hname == name:
+                found = hvalue
+        return found
