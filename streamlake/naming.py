@@ -15,11 +15,14 @@ from .errors import TopicNameError
 __all__ = [
     "STAGES",
     "MAX_TOPIC_LENGTH",
+    "NAMING_RULES",
     "TopicName",
+    "NameCheck",
     "topic_name",
     "parse_topic_name",
     "validate_topic_name",
     "validate_segment",
+    "check_topic_names",
     "dlq_topic_for",
     "retry_topic_for",
     "source_of_derived",
@@ -27,6 +30,7 @@ __all__ = [
     "changelog_topic_for",
     "consumer_group_for",
     "find_metric_collisions",
+    "metric_name_of",
 ]
 
 #: Stage words and what they mean. ``raw``: as ingested; ``valid``: passed
@@ -35,15 +39,35 @@ __all__ = [
 STAGES = ("raw", "valid", "enriched", "curated")
 DERIVED_SUFFIXES = ("dlq", "retry")
 MAX_TOPIC_LENGTH = 249
+# Every source gets `.dlq` and `.retry` topics, so a source name must leave room for them.
+_LONGEST_SUFFIX = max(len(s) + 1 for s in DERIVED_SUFFIXES)
 
-_SEGMENT = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-_ALLOWED = re.compile(r"^[a-z0-9.\-]*$")
-_VERSION = re.compile(r"^v[1-9][0-9]*$")
+#: Rule id -> what the rule demands; rule ids appear in every TopicNameError.
+NAMING_RULES: dict[str, str] = {
+    "dot-name": "a name is never '.' or '..' (Kafka forbids them)",
+    "length": f"at most {MAX_TOPIC_LENGTH} characters, derived .dlq/.retry names included",
+    "no-underscore": "no '_': Kafka metric names turn '.' into '_', so the two could collide",
+    "lowercase": "no uppercase letters",
+    "charset": "only a-z, 0-9, '-' inside a segment and '.' between segments",
+    "empty-segment": "no empty segment (no leading, trailing or doubled '.')",
+    "hyphen-inside": "'-' only inside a segment, never at its start or end",
+    "shape": "[<prefix>.]<domain>.<dataset>.<stage>.v<N>, optionally followed by one .dlq or .retry",
+    "version": "the last segment is v<N>, N a positive integer without leading zero",
+    "stage": f"the stage is one of {', '.join(STAGES)}",
+}
+
+# fullmatch everywhere: `$` would accept a trailing newline.
+_SEGMENT = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+_SEGMENT_CHARS = re.compile(r"[a-z0-9-]*")
+_NAME_CHARS = re.compile(r"[a-z0-9.-]*")
+_VERSION = re.compile(r"v[1-9][0-9]*")
+# What Kafka itself accepts (for names Faust builds, such as changelogs).
+_KAFKA_LEGAL = re.compile(r"[a-zA-Z0-9._-]+")
 
 
 @dataclass(frozen=True, order=True)
 class TopicName:
-    """A parsed physical topic name."""
+    """A parsed physical topic name; build one with :func:`topic_name`."""
 
     domain: str
     dataset: str
@@ -51,17 +75,40 @@ class TopicName:
     version: int
     prefix: str = ""
 
-    def __str__(self) -> str:
+    def __post_init__(self) -> None:
+        # A dot inside a field would make a valid-looking name that parses differently.
+        validate_segment(self.domain, "domain", self._draft())
+        validate_segment(self.dataset, "dataset", self._draft())
+        for part in self.prefix.split(".") if self.prefix else ():
+            validate_segment(part, "prefix", self._draft())
+
+    def _draft(self) -> str:
         parts = [self.prefix] if self.prefix else []
-        parts += [self.domain, self.dataset, self.stage, f"v{self.version}"]
-        return ".".join(parts)
+        return ".".join(parts + [self.domain, self.dataset, self.stage, f"v{self.version}"])
+
+    def __str__(self) -> str:
+        return self._draft()
 
     def with_stage(self, stage: str) -> "TopicName":
+        """Return the same dataset and version at another stage."""
         return topic_name(self.domain, self.dataset, stage, self.version, self.prefix)
 
 
+@dataclass(frozen=True)
+class NameCheck:
+    """The verdict on one name: ``rule`` is None when the name is valid."""
+
+    name: str
+    rule: str | None = None
+    why: str = ""
+
+    @property
+    def valid(self) -> bool:
+        return self.rule is None
+
+
 def validate_segment(segment: str, what: str, full: str | None = None) -> None:
-    """Check one dot-free segment (prefix, domain, dataset)."""
+    """Raise :class:`TopicNameError` if one dot-free segment (prefix, domain, dataset) is invalid."""
     name = full if full is not None else segment
     if segment == "":
         raise TopicNameError(name, "empty-segment", f"the {what} segment is empty; every segment needs at least one character")
@@ -70,34 +117,38 @@ def validate_segment(segment: str, what: str, full: str | None = None) -> None:
                              "'_' is not allowed: Kafka metric names turn '.' into '_', so the two could collide; use '-'")
     if any(c.isupper() for c in segment):
         raise TopicNameError(name, "lowercase", f"the {what} segment {segment!r} has an uppercase letter; use lowercase")
-    if not _ALLOWED.match(segment) or "." in segment:
-        bad = sorted({c for c in segment if not re.match(r"[a-z0-9\-]", c)})
+    if not _SEGMENT_CHARS.fullmatch(segment):
+        bad = "".join(sorted({c for c in segment if not _SEGMENT_CHARS.fullmatch(c)}))
         raise TopicNameError(name, "charset",
-                             f"the {what} segment {segment!r} has {''.join(bad)!r}; only a-z, 0-9 and '-' are allowed")
-    if not _SEGMENT.match(segment):
-        raise TopicNameError(name, "hyphen-inside", f"'-' may only join characters inside a segment, not start or end {segment!r}")
+                             f"the {what} segment {segment!r} has {bad!r}; only a-z, 0-9 and '-' are allowed")
+    if not _SEGMENT.fullmatch(segment):
+        raise TopicNameError(name, "hyphen-inside", f"'-' may only appear inside a segment, not start or end {segment!r}")
 
 
 def topic_name(domain: str, dataset: str, stage: str, version: int, prefix: str = "") -> TopicName:
-    """Build and validate a physical topic name."""
-    for segment, what in ((domain, "domain"), (dataset, "dataset")):
-        validate_segment(segment, what)
-    if prefix:
-        for part in prefix.split("."):
-            validate_segment(part, "prefix")
+    """Build and validate a physical topic name.
+
+    Raises:
+        TopicNameError: naming the broken rule, with the name as it would have been.
+    """
+    draft = ".".join(([prefix] if prefix else []) + [domain, dataset, str(stage), f"v{version}"])
     if stage not in STAGES:
-        raise TopicNameError(stage, "stage", f"unknown stage {stage!r}; use one of {', '.join(STAGES)}")
+        raise TopicNameError(draft, "stage", f"unknown stage {stage!r}; use one of {', '.join(STAGES)}")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise TopicNameError(str(version), "version", "the version must be a positive integer (v1, v2, ...)")
+        raise TopicNameError(draft, "version", f"the version must be a positive integer (1, 2, ...), got {version!r}")
     name = TopicName(domain, dataset, stage, version, prefix)
-    validate_topic_name(str(name))
+    text = str(name)
+    validate_topic_name(text)
+    if len(text) + _LONGEST_SUFFIX > MAX_TOPIC_LENGTH:
+        raise TopicNameError(text, "length", f"{len(text)} characters leaves no room for its derived "
+                             f"'.retry' topic; keep source names at most {MAX_TOPIC_LENGTH - _LONGEST_SUFFIX}")
     return name
 
 
 def validate_topic_name(name: str) -> None:
     """Raise :class:`TopicNameError` naming the first rule *name* breaks.
 
-    Accepts source names and derived (``.dlq``/``.retry``) names.
+    Accepts source names and derived (one ``.dlq`` or ``.retry``) names.
     """
     if name in (".", ".."):
         raise TopicNameError(name, "dot-name", "Kafka forbids the names '.' and '..'")
@@ -108,25 +159,40 @@ def validate_topic_name(name: str) -> None:
                              "'_' is not allowed: Kafka metric names turn '.' into '_', so the two could collide; use '-'")
     if any(c.isupper() for c in name):
         raise TopicNameError(name, "lowercase", "uppercase letters are not allowed; use lowercase")
-    if not _ALLOWED.match(name):
-        bad = "".join(sorted({c for c in name if not re.match(r"[a-z0-9.\-]", c)}))
+    if not _NAME_CHARS.fullmatch(name):
+        bad = "".join(sorted({c for c in name if not _NAME_CHARS.fullmatch(c)}))
         raise TopicNameError(name, "charset", f"character(s) {bad!r} not allowed; only a-z, 0-9, '-' and '.' as separator")
     parts = name.split(".")
     if any(p == "" for p in parts):
         raise TopicNameError(name, "empty-segment", "a segment is empty (leading, trailing or doubled '.')")
     for part in parts:
-        if not _SEGMENT.match(part):
-            raise TopicNameError(name, "hyphen-inside", f"'-' may only join characters inside a segment, not start or end {part!r}")
-    while parts and parts[-1] in DERIVED_SUFFIXES:
+        if not _SEGMENT.fullmatch(part):
+            raise TopicNameError(name, "hyphen-inside", f"'-' may only appear inside a segment, not start or end {part!r}")
+    if parts[-1] in DERIVED_SUFFIXES:
         parts = parts[:-1]
     if len(parts) < 4:
-        raise TopicNameError(name, "shape", "expected [<prefix>.]<domain>.<dataset>.<stage>.v<N>")
+        raise TopicNameError(name, "shape", "expected [<prefix>.]<domain>.<dataset>.<stage>.v<N>[.dlq|.retry]")
     version = parts[-1]
-    if not _VERSION.match(version):
+    if not _VERSION.fullmatch(version):
+        if parts[-1] in DERIVED_SUFFIXES:
+            raise TopicNameError(name, "shape", "only one .dlq or .retry suffix is allowed")
         raise TopicNameError(name, "version",
                              f"the last segment {version!r} must be v<N> with N a positive integer without leading zero")
     if parts[-2] not in STAGES:
         raise TopicNameError(name, "stage", f"unknown stage {parts[-2]!r}; use one of {', '.join(STAGES)}")
+
+
+def check_topic_names(names: Iterable[str]) -> tuple[NameCheck, ...]:
+    """Return one :class:`NameCheck` per name, in order (for ``streamlake topics check``)."""
+    verdicts = []
+    for name in names:
+        try:
+            validate_topic_name(name)
+        except TopicNameError as exc:
+            verdicts.append(NameCheck(name, exc.rule, exc.why))
+        else:
+            verdicts.append(NameCheck(name))
+    return tuple(verdicts)
 
 
 def parse_topic_name(name: str) -> TopicName:
@@ -140,23 +206,26 @@ def parse_topic_name(name: str) -> TopicName:
 
 
 def dlq_topic_for(source: TopicName | str) -> str:
-    """``<source>.dlq``."""
+    """Return the DLQ topic of *source*: ``<source>.dlq``."""
     return _derived(source, "dlq")
 
 
 def retry_topic_for(source: TopicName | str) -> str:
-    """``<source>.retry``."""
+    """Return the retry topic of *source*: ``<source>.retry``."""
     return _derived(source, "retry")
 
 
 def _derived(source: TopicName | str, suffix: str) -> str:
+    source = str(source)
+    parse_topic_name(source)  # only a source topic has a DLQ or retry topic
     name = f"{source}.{suffix}"
     validate_topic_name(name)
     return name
 
 
 def source_of_derived(name: str) -> str:
-    """The source topic of a ``.dlq`` or ``.retry`` name."""
+    """Return the source topic of a ``.dlq`` or ``.retry`` name."""
+    validate_topic_name(name)
     head, _, suffix = name.rpartition(".")
     if suffix not in DERIVED_SUFFIXES:
         raise TopicNameError(name, "shape", "not a derived (.dlq/.retry) topic name")
@@ -164,23 +233,38 @@ def source_of_derived(name: str) -> str:
 
 
 def table_name_for(source: TopicName | str, purpose: str = "seq") -> str:
-    """Name of a Faust table that belongs to *source* (e.g. its sequence state)."""
+    """Return the name of the Faust table that keeps *purpose* state for *source*."""
     return f"{source}.{purpose}"
 
 
 def changelog_topic_for(app_id: str, table: str) -> str:
-    """Faust's changelog topic for *table*: ``<app id>-<table>-changelog``."""
-    return f"{app_id}-{table}-changelog"
+    """Return Faust's changelog topic for *table*: ``<app id>-<table>-changelog``.
+
+    Faust builds this name itself; it is checked against Kafka's own rules
+    (not StreamLake's convention) so a bad app id fails before Faust starts.
+    """
+    name = f"{app_id}-{table}-changelog"
+    if len(name) > MAX_TOPIC_LENGTH:
+        raise TopicNameError(name, "length", f"{len(name)} characters; Kafka allows at most {MAX_TOPIC_LENGTH}; "
+                             "shorten the app id or the table name")
+    if not _KAFKA_LEGAL.fullmatch(name):
+        raise TopicNameError(name, "charset", "Kafka allows only a-z, A-Z, 0-9, '.', '_' and '-'; fix the app id")
+    return name
 
 
 def consumer_group_for(app_id: str) -> str:
-    """The consumer group: Faust uses the app id as the group id."""
+    """Return the consumer group: Faust uses the app id as the group id."""
     return app_id
 
 
+def metric_name_of(topic: str) -> str:
+    """Return the form Kafka's metrics give *topic* ('.' becomes '_')."""
+    return topic.replace(".", "_")
+
+
 def find_metric_collisions(names: Iterable[str]) -> list[tuple[str, ...]]:
-    """Groups of names that map to the same metric name once '.' becomes '_'."""
+    """Return groups of distinct names that map to the same metric name."""
     seen: dict[str, set[str]] = {}
     for name in names:
-        seen.setdefault(name.replace(".", "_"), set()).add(name)
+        seen.setdefault(metric_name_of(name), set()).add(name)
     return [tuple(sorted(group)) for group in seen.values() if len(group) > 1]
