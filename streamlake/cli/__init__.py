@@ -11,11 +11,13 @@ from __future__ import annotations
 from faust.cli.base import cli as faust_cli
 
 from .broker import broker
+from .replay import replay
+from .topics import topics
 
 __all__ = ["register_commands"]
 
 
 def register_commands() -> None:
-    for command in (broker,):
+    for command in (broker, topics, replay):
         if command.name not in faust_cli.commands:
             faust_cli.add_command(command)
