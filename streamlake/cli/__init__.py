@@ -12,7 +12,6 @@ from faust.cli.base import cli as faust_cli
 
 from .broker import broker
 from .replay import replay
-from .replay import replay
 from .topics import topics
 
 __all__ = ["register_commands"]
