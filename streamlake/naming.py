@@ -29,6 +29,7 @@ __all__ = [
     "table_name_for",
     "changelog_topic_for",
     "consumer_group_for",
+    "redrive_group_for",
     "find_metric_collisions",
     "metric_name_of",
 ]
@@ -255,6 +256,27 @@ def changelog_topic_for(app_id: str, table: str) -> str:
 def consumer_group_for(app_id: str) -> str:
     """Return the consumer group: Faust uses the app id as the group id."""
     return app_id
+
+
+_REDRIVE_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+
+
+def redrive_group_for(redrive_id: str, app_id: str = "streamlake") -> str:
+    """Return the consumer group that checkpoints redrive *redrive_id*: ``<app id>-redrive-<id>``.
+
+    Its committed offsets on the DLQ topic say how far the redrive got, so a
+    rerun with the same id resumes there.
+
+    Raises:
+        TopicNameError: when the id is not 1-64 of a-z, 0-9 and inner '-'.
+    """
+    if not _REDRIVE_ID.fullmatch(redrive_id):
+        raise TopicNameError(redrive_id, "redrive-id", "a redrive id is 1-64 characters of a-z, 0-9 and '-' "
+                             "(not at the start or end), e.g. 'fix-1234'")
+    group = f"{app_id}-redrive-{redrive_id}"
+    if not _KAFKA_LEGAL.fullmatch(group) or len(group) > MAX_TOPIC_LENGTH:
+        raise TopicNameError(group, "charset", "the app id makes an invalid group name; fix the app id")
+    return group
 
 
 def metric_name_of(topic: str) -> str:
