@@ -48,6 +48,7 @@ class Reason(enum.Enum):
     KEY_WRONG_TYPE = "key-wrong-type"      # the key field is not a string
     MISSING_RECORD_KEY = "missing-record-key"  # the Kafka record key is null or empty
     KEY_MISMATCH = "key-mismatch"          # the record key differs from the key field
+    WRONG_PARTITION = "wrong-partition"    # the key belongs on another partition (non-Java partitioner)
     MISSING_SEQUENCE = "missing-sequence"
     INVALID_SEQUENCE = "invalid-sequence"  # not an integer (float, string, bool, ...)
     SEQUENCE_OUT_OF_RANGE = "sequence-out-of-range"  # negative or >= 2**63
@@ -72,7 +73,8 @@ class Reason(enum.Enum):
 _STAGE_OF = {
     **dict.fromkeys((Reason.EMPTY_VALUE, Reason.INVALID_UTF8, Reason.INVALID_JSON, Reason.NOT_AN_OBJECT), Stage.DECODE),
     **dict.fromkeys((Reason.MISSING_FIELD, Reason.WRONG_TYPE), Stage.VALIDATE),
-    **dict.fromkeys((Reason.MISSING_KEY, Reason.KEY_WRONG_TYPE, Reason.MISSING_RECORD_KEY, Reason.KEY_MISMATCH), Stage.KEY),
+    **dict.fromkeys((Reason.MISSING_KEY, Reason.KEY_WRONG_TYPE, Reason.MISSING_RECORD_KEY, Reason.KEY_MISMATCH,
+                     Reason.WRONG_PARTITION), Stage.KEY),
     **dict.fromkeys((Reason.MISSING_SEQUENCE, Reason.INVALID_SEQUENCE, Reason.SEQUENCE_OUT_OF_RANGE,
                      Reason.ORDERING_IN_ORDER, Reason.ORDERING_GAP, Reason.ORDERING_DUPLICATE,
                      Reason.ORDERING_LATE), Stage.SEQUENCE),

@@ -9,12 +9,14 @@ which per-key states changed. Nothing here talks to Kafka.
 from __future__ import annotations
 
 import collections
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 import orjson
 
 from ..errors import RetryableError
+from ..partitioner import partition_for_key
 from ..topology import JSON_TYPES, Action, Stream
 from .dlq import DeadLetter, Reason
 from .records import SourceRecord
@@ -68,6 +70,17 @@ class StreamCounters:
         self.classes.update(other.classes)
         self.dropped_by_class.update(other.dropped_by_class)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "StreamCounters":
+        counters = cls()
+        for name in ("records_in", "forwarded", "dropped", "dlq", "gaps_opened", "gaps_filled",
+                     "gaps_forgotten", "replayed"):
+            setattr(counters, name, int(data.get(name, 0)))
+        counters.dlq_by_reason.update(data.get("dlq_by_reason", {}))
+        counters.classes.update(data.get("classes", {}))
+        counters.dropped_by_class.update(data.get("dropped_by_class", {}))
+        return counters
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "records_in": self.records_in, "forwarded": self.forwarded,
@@ -97,11 +110,15 @@ class _Reject(Exception):
 
 
 def process_batch(stream: Stream, records: Iterable[SourceRecord],
-                  load_state: Callable[[bytes], KeyState | None]) -> BatchResult:
+                  load_state: Callable[[bytes], KeyState | None],
+                  partitions: int | None = None) -> BatchResult:
     """Run every record of a batch through the pipeline, in order.
 
     *load_state* returns the stored state of a key; states changed earlier in
     the batch take precedence, so one batch equals the same records one by one.
+    With *partitions* (the source's partition count), a record whose key the
+    Java default partitioner puts elsewhere is rejected: its key's state lives
+    on another partition, so its ordering cannot be checked here.
     """
     result = BatchResult()
     counters = result.counters
@@ -113,6 +130,10 @@ def process_batch(stream: Stream, records: Iterable[SourceRecord],
             doc = _decode(record.value)
             _validate(doc, stream.required_fields)
             key = _key(doc, stream.key_field, record.key)
+            if partitions is not None and _partition_of(key, partitions) != record.partition:
+                raise _Reject(Reason.WRONG_PARTITION,
+                              f"key {key[:64]!r} belongs on partition {_partition_of(key, partitions)} "
+                              f"(Java default partitioner), not {record.partition}")
             seq = _sequence(doc, record, stream)
         except _Reject as rej:
             _dead(result, DeadLetter(record, rej.reason, str(rej)))
@@ -156,6 +177,9 @@ def process_batch(stream: Stream, records: Iterable[SourceRecord],
         counters.forwarded += 1
         result.forwards.append(Forward(record, value))  # type: ignore[arg-type]
     return result
+
+
+_partition_of = functools.lru_cache(maxsize=1 << 16)(partition_for_key)
 
 
 def _accept(states: dict, key: bytes, old: KeyState | None, new: KeyState, counters: StreamCounters, verdict: Any) -> None:

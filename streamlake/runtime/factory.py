@@ -7,8 +7,13 @@ from typing import Any
 
 import faust
 
+from ..catalog import Catalog, load_catalog
 from ..config import Settings, load_settings
 from ..kafka.client import ssl_context
+from ..topology import discover_streams
+from .binding import StreamBinding, bind_streams
+from .startup import prepare_worker
+from .web import install_web_views
 
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
@@ -31,6 +36,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         producer_acks=-1,
         stream_wait_empty=True,
         consumer_auto_offset_reset="earliest",
+        producer_max_request_size=4 * 1024 * 1024,  # DLQ records carry the original value plus context
     )
     credentials = _credentials(settings)
     if credentials is not None:
@@ -52,9 +58,27 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
-def create_app(settings: Settings | None = None) -> faust.App:
+class StreamLakeApp(faust.App):
+    """The Faust app, plus StreamLake's bindings and start-up checks."""
+
+    streamlake_settings: Settings
+    bindings: list[StreamBinding]
+    catalog: Catalog
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        if self.bindings:
+            await prepare_worker(self.streamlake_settings, self.catalog)
+
+
+def create_app(settings: Settings | None = None) -> StreamLakeApp:
+    """Build the app from conf/ and bind every stream declared under topologies/."""
     settings = settings or load_settings()
     Path(settings.datadir).mkdir(parents=True, exist_ok=True)
-    app = faust.App(settings.app_id, **faust_settings(settings))
-    app.streamlake_settings = settings  # type: ignore[attr-defined]
+    app = StreamLakeApp(settings.app_id, **faust_settings(settings))
+    app.streamlake_settings = settings
+    streams = discover_streams(settings.topologies_dir)
+    app.catalog = load_catalog(settings, streams)
+    app.bindings = bind_streams(app, streams, settings, app.catalog)
+    install_web_views(app)
     return app

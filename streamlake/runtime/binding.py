@@ -1,0 +1,259 @@
+"""The one seam to Faust: topologies become topics, tables and agents.
+
+For each declared stream this binds:
+
+* the source and retry topics (raw bytes in) and the output and DLQ topics;
+* a changelog-backed sequence table, co-partitioned with the source;
+* a counters table (one row per source partition, on that partition);
+* one ingestion agent at concurrency 1.
+
+Records reach :meth:`StreamBinding.handle_batch` in batches. The pure core
+decides every record's fate; this module only produces the results, waits
+for their acknowledgement and stores the changed per-key state, so a batch's
+offsets are acked (and later committed) only after all of that succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import faust
+
+from ..catalog import Catalog, TopicRole
+from ..config import Settings
+from ..core.dlq import DeadLetter, Reason, build_dlq_headers
+from ..core.pipeline import BatchResult, Forward, StreamCounters, process_batch
+from ..core.records import SourceRecord
+from ..core.sequence import KeyState
+from ..naming import table_name_for
+from ..partitioner import partition_for_key
+from ..topology import Stream
+
+log = logging.getLogger("streamlake.ingest")
+
+#: aiokafka errors that are the record's fault: retrying cannot help.
+PERMANENT_SEND_ERRORS = ("MessageSizeTooLargeError", "RecordTooLargeError", "InvalidRecordError",
+                         "CorruptRecordException", "InvalidTimestampError")
+DLQ_BACKOFF_MAX = 30.0
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def counters_key_for(stream: str, partition: int, partitions: int) -> bytes:
+    """A counters-table key that the Java partitioner puts on *partition*.
+
+    The table is written with ``use_partitioner``; choosing the key this way
+    keeps each source partition's counters on the same changelog partition,
+    so they move with the partition on a rebalance.
+    """
+    i = 0
+    while True:
+        key = f"{stream}|{partition}|{i}".encode()
+        if partition_for_key(key, partitions) == partition:
+            return key
+        i += 1
+
+
+@dataclass
+class StreamBinding:
+    """Faust objects for one stream and the code that moves its batches."""
+
+    app: faust.App
+    stream: Stream
+    settings: Settings
+    catalog: Catalog
+    worker: str = field(default_factory=worker_id)
+
+    def __post_init__(self) -> None:
+        prefix = self.settings.topic_prefix
+        spec = self.catalog.for_stream(self.stream.name, TopicRole.SOURCE)
+        self.partitions = spec.partitions
+        self.source_name = str(self.stream.source_topic(prefix))
+        self.retry_name = self.stream.retry_topic(prefix)
+        self.output_name = str(self.stream.output_topic(prefix))
+        self.dlq_name = self.stream.dlq_topic(prefix)
+        self.output_partitions = self.catalog.for_stream(self.stream.name, TopicRole.OUTPUT).partitions
+        self.dlq_partitions = self.catalog.for_stream(self.stream.name, TopicRole.DLQ).partitions
+        raw = dict(key_serializer="raw", value_serializer="raw")
+        self.source = self.app.topic(self.source_name, self.retry_name, partitions=self.partitions, **raw)
+        self.output = self.app.topic(self.output_name, partitions=self.output_partitions, **raw)
+        self.dlq = self.app.topic(self.dlq_name, partitions=self.dlq_partitions, **raw)
+        self.table = self.app.Table(
+            table_name_for(self.source_name, "seq"), default=None, partitions=self.partitions,
+            key_type=bytes, value_type=None, use_partitioner=True,
+            help=f"per-key sequence state of {self.stream.name}",
+        )
+        self.counters_table = self.app.Table(
+            table_name_for(self.source_name, "counters"), default=None, partitions=self.partitions,
+            key_type=bytes, value_type=None, use_partitioner=True,
+            help=f"per-partition counters of {self.stream.name}",
+        )
+        self.counters = StreamCounters()  # this worker's counts since it started
+        self._counter_keys = {p: counters_key_for(self.stream.name, p, self.partitions) for p in range(self.partitions)}
+        self.agent = self.app.agent(self.source, name=f"ingest-{self.stream.name}", concurrency=1)(self._consume)
+
+    # -- the classic Faust path (used for exactly_once, and when the fast path is off)
+
+    async def _consume(self, events_stream: faust.StreamT) -> None:
+        if self.settings.processing_guarantee == "exactly_once":
+            # One record per event: each send then joins the transaction of its
+            # source partition, which Faust commits together with the offset.
+            async for event in events_stream.events():
+                await self.handle_batch([_to_record(event.message)])
+        else:
+            async for events in events_stream.take_events(self.settings.batch_size, self.settings.batch_within):
+                await self.handle_batch([_to_record(e.message) for e in events])
+
+    # -- one batch, whatever path delivered it
+
+    async def handle_batch(self, records: Sequence[SourceRecord]) -> list[BatchResult]:
+        """Decide, produce, wait for acknowledgements, store state. Never raises for a bad record.
+
+        The batch is split by partition: keys never span partitions, so this
+        changes no verdict and keeps the counters exact per partition.
+        """
+        by_partition: dict[int, list[SourceRecord]] = {}
+        for record in records:
+            by_partition.setdefault(record.partition, []).append(record)
+        results = {p: process_batch(self.stream, recs, self._load_state, self.partitions)
+                   for p, recs in by_partition.items()}
+        failed = await self._forward([f for r in results.values() for f in r.forwards])
+        if failed:
+            for p in {partition for _, partition, _ in failed}:
+                results[p] = self._reprocess_with_failures(by_partition[p], failed)
+        await self._dead_letter([l for r in results.values() for l in r.dead_letters])
+        for partition, result in results.items():
+            self._store(partition, result)
+        return list(results.values())
+
+    def _load_state(self, key: bytes) -> KeyState | None:
+        raw = self.table.get(key)
+        return KeyState.from_json(raw) if raw else None
+
+    async def _forward(self, forwards: list[Forward]) -> dict[tuple[str, int, int], DeadLetter]:
+        """Send every forward; return the ones the output topic refused for good."""
+        pending = forwards
+        failed: dict[tuple[str, int, int], DeadLetter] = {}
+        delay = 0.5
+        while pending:
+            futures = [
+                await self._enqueue(self.output, f.record.key, f.value, f.record.partition % self.output_partitions,
+                                    f.record.headers, f.record.timestamp)
+                for f in pending
+            ]
+            outcomes = await asyncio.gather(*futures, return_exceptions=True)
+            retry = []
+            for fwd, outcome in zip(pending, outcomes):
+                if isinstance(outcome, BaseException):
+                    if type(outcome).__name__ in PERMANENT_SEND_ERRORS:
+                        rec = fwd.record
+                        failed[(rec.topic, rec.partition, rec.offset)] = DeadLetter.from_exception(rec, Reason.PRODUCE_FAILED, outcome)
+                    else:
+                        retry.append((fwd, outcome))
+            if retry:
+                log.error("output topic %s not writable (%s: %s); retrying %d record(s) in %.1fs — "
+                          "nothing is skipped, this stream's partitions wait",
+                          self.output_name, type(retry[0][1]).__name__, retry[0][1], len(retry), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, DLQ_BACKOFF_MAX)
+            pending = [fwd for fwd, _ in retry]
+        return failed
+
+    def _reprocess_with_failures(self, records: Sequence[SourceRecord],
+                                 failed: dict[tuple[str, int, int], DeadLetter]) -> BatchResult:
+        """Recompute the batch's states as if the refused forwards had gone to the DLQ.
+
+        Keeps the rule that a DLQ record never counts as seen. Forwards already
+        acknowledged are not sent again.
+        """
+        def coords(r: SourceRecord) -> tuple[str, int, int]:
+            return (r.topic, r.partition, r.offset)
+
+        kept = [r for r in records if coords(r) not in failed]
+        result = process_batch(self.stream, kept, self._load_state, self.partitions)
+        mine = [l for (_, p, _), l in failed.items() if p == records[0].partition]
+        result.counters.records_in += len(mine)
+        for letter in mine:
+            result.dead_letters.append(letter)
+            result.counters.dlq += 1
+            result.counters.dlq_by_reason[letter.reason.value] += 1
+        return result
+
+    async def _dead_letter(self, letters: Iterable[DeadLetter]) -> None:
+        """Write DLQ records; on failure retry with backoff forever (never drop, never skip)."""
+        pending = list(letters)
+        delay = 0.5
+        while pending:
+            now_ms = int(time.time() * 1000)
+            futures = [
+                await self._enqueue(self.dlq, l.record.key, l.record.value, l.record.partition % self.dlq_partitions,
+                                    build_dlq_headers(l, self.settings.app_id, self.worker, now_ms), None)
+                for l in pending
+            ]
+            outcomes = await asyncio.gather(*futures, return_exceptions=True)
+            failures = [(l, o) for l, o in zip(pending, outcomes) if isinstance(o, BaseException)]
+            if not failures:
+                return
+            letter, exc = failures[0]
+            log.error("DLQ topic %s not writable (%s: %s): %d record(s) from %s wait, retrying in %.1fs — "
+                      "the partition stalls, nothing is dropped or skipped",
+                      self.dlq_name, type(exc).__name__, exc, len(failures),
+                      sorted({f"{l.record.topic}[{l.record.partition}]" for l, _ in failures}), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, DLQ_BACKOFF_MAX)
+            pending = [l for l, _ in failures]
+
+    async def _enqueue(self, topic: Any, key: bytes | None, value: bytes | None, partition: int,
+                       headers: Any, timestamp_ms: int | None) -> asyncio.Future:
+        """Hand one record to the producer, in call order; return its delivery future.
+
+        Records are enqueued one after another (never from concurrent tasks,
+        which could reorder them) and their acknowledgements awaited together.
+        """
+        try:
+            # Faust turns seconds back into ms with int(); the half-ms keeps it exact.
+            ts = (timestamp_ms + 0.5) / 1000.0 if timestamp_ms is not None else None
+            return await topic.send(key=key, value=value, partition=partition, headers=list(headers),
+                                    timestamp=ts, force=True)
+        except Exception as exc:  # refused before it was queued (e.g. too large): same path as a failed delivery
+            failed: asyncio.Future = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+
+    def _store(self, partition: int, result: BatchResult) -> None:
+        """Write changed key states and the partition's counters to the changelog tables."""
+        table = self.table
+        for key, state in result.states.items():
+            table[key] = state.to_json()
+        self.counters.add(result.counters)
+        ckey = self._counter_keys[partition]
+        stored = StreamCounters.from_dict(self.counters_table.get(ckey) or {})
+        stored.add(result.counters)
+        self.counters_table[ckey] = stored.to_dict()
+
+
+def _to_record(message: Any) -> SourceRecord:
+    headers = message.headers or ()
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    return SourceRecord(message.topic, message.partition, message.offset, int(round(message.timestamp * 1000)),
+                        message.key, message.value, tuple(headers))
+
+
+def bind_streams(app: faust.App, streams: Iterable[Stream], settings: Settings, catalog: Catalog) -> list[StreamBinding]:
+    """Bind every stream to the app; the DLQ agents come along."""
+    bindings = [StreamBinding(app, stream, settings, catalog) for stream in streams]
+    try:
+        from .dlq_agents import bind_dlq_agents
+    except ImportError:  # the DLQ agents module is optional while it is being built
+        return bindings
+    bind_dlq_agents(app, list(streams), settings, catalog)
+    return bindings
