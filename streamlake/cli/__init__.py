@@ -11,6 +11,7 @@ from __future__ import annotations
 from faust.cli.base import cli as faust_cli
 
 from .broker import broker
+from .dlq import dlq
 from .replay import replay
 from .topics import topics
 
@@ -18,6 +19,6 @@ __all__ = ["register_commands"]
 
 
 def register_commands() -> None:
-    for command in (broker, topics, replay):
+    for command in (broker, topics, replay, dlq):
         if command.name not in faust_cli.commands:
             faust_cli.add_command(command)
