@@ -11,20 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from .catalog import TopicSpec
-from .errors import StreamLakeError
 from .naming import metric_name_of
 
 __all__ = [
     "ChangeKind", "ChangeStatus", "TopicStatus", "ConfigDrift", "ObservedTopic", "TopicChange", "TopicPlan",
-    "plan_topics", "config_drift", "topic_status", "PlanRefusedError",
+    "plan_topics", "config_drift", "topic_status",
 ]
 
 # Configs whose value is an unordered list: "compact,delete" equals "delete,compact".
 _LIST_CONFIGS = {"cleanup.policy", "leader.replication.throttled.replicas", "follower.replication.throttled.replicas"}
-
-
-class PlanRefusedError(StreamLakeError):
-    """``apply`` would make a change that must not be made (or cannot be)."""
 
 
 class ChangeKind(enum.Enum):
