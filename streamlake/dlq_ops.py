@@ -89,8 +89,9 @@ def _check_dlq_topic(topic: str) -> None:
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    await consumer.topics()  # fetches fresh metadata for every topic
-    parts = consumer.partitions_for_topic(topic)
+    # consumer.topics() fetches fresh metadata but does not keep it; ask the client for it instead.
+    cluster = await consumer._client.fetch_all_metadata()
+    parts = cluster.partitions_for_topic(topic)
     if not parts:
         raise DlqError(f"DLQ topic {topic!r} does not exist on the broker; "
                        "check --topic (and STREAMLAKE_TOPIC_PREFIX), or create the topics from the catalog")

@@ -269,8 +269,8 @@ def render_preview(data: bytes | None, limit: int = 200) -> str:
     """Return a one-line, terminal-safe preview of *data*, at most about *limit* characters.
 
     UTF-8 text is shown as text with control characters escaped (so a value
-    cannot move the cursor or change colours); anything else is shown as
-    escaped bytes. A cut preview ends with how many bytes were left out.
+    cannot move the cursor or change colours); anything else (invalid UTF-8,
+    NUL bytes, mostly control characters) is shown as escaped bytes. A cut preview ends with how many bytes were left out.
     """
     if data is None:
         return "<null>"
@@ -279,6 +279,9 @@ def render_preview(data: bytes | None, limit: int = 200) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
+        return _cut(data, limit, _escape_bytes, "binary ")
+    controls = sum(1 for c in text if not c.isprintable() and c not in "\t\n\r ")
+    if "\x00" in text or controls * 3 > len(text):  # valid UTF-8, but not text anyone wrote
         return _cut(data, limit, _escape_bytes, "binary ")
     return _cut(text, limit, _escape_text, "")
 
