@@ -42,14 +42,7 @@ from .core.replay import (
 )
 from .kafka.client import client_kwargs
 from .kafka.offsets import OffsetAdmin, commit_group_offsets
-
-try:  # the project's Java-compatible partitioner, when present
-    from .partitioner import partition_for_key as _partition_for_key  # type: ignore[import-not-found]
-except ImportError:  # aiokafka's DefaultPartitioner is murmur2 & 0x7fffffff % n, like Java's
-    from aiokafka.partitioner import DefaultPartitioner
-
-    def _partition_for_key(key: bytes, num_partitions: int) -> int:
-        return DefaultPartitioner()(key, list(range(num_partitions)), None)
+from .partitioner import partition_for_key
 
 __all__ = [
     "reset_spec_from_options",
@@ -318,7 +311,7 @@ async def replay_window(settings: Settings, plan: WindowPlan,
 
 def _target_partition(key: bytes | None, source_partition: int, into_count: int, into: str) -> int:
     if key is not None:
-        return _partition_for_key(key, into_count)
+        return partition_for_key(key, into_count)
     if source_partition < into_count:
         return source_partition
     raise ReplayError(

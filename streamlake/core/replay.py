@@ -10,7 +10,8 @@ Everything here mirrors Kafka's own ``kafka-consumer-groups --reset-offsets``
 - ``--to-offset``, ``--shift-by`` and ``--from-file`` targets are clamped to
   ``[earliest, latest]``; ``--to-datetime`` / ``--by-duration`` take the broker's
   time-index answer, or the end offset when no record is at or after the time;
-- the export is Kafka's CSV: one ``topic,partition,offset`` line per partition.
+- the export is Kafka's CSV: one ``topic,partition,offset`` line per partition,
+  quoted the way Kafka's Jackson writer quotes (topic names over 24 characters).
 
 The Kafka-facing side (:mod:`streamlake.kafka.offsets`) gathers the facts
 (:class:`PartitionFacts`) and :func:`build_reset_plan` turns them into a plan.
@@ -19,6 +20,7 @@ The Kafka-facing side (:mod:`streamlake.kafka.offsets`) gathers the facts
 from __future__ import annotations
 
 import calendar
+import csv
 import enum
 import re
 from dataclasses import dataclass, field
@@ -282,16 +284,16 @@ def parse_reset_file(text: str, group: str) -> dict[tuple[str, int], int]:
     Kafka's multi-group form ``group,topic,partition,offset`` is accepted too;
     only *group*'s lines are used then.
     """
-    lines = [ln.strip() for ln in text.replace("\r\n", "\n").split("\n")]
-    lines = [ln for ln in lines if ln]
+    lines = [ln for ln in text.replace("\r\n", "\n").split("\n") if ln.strip()]
     if not lines:
         raise ReplayInputError("the --from-file plan is empty; expected topic,partition,offset lines")
-    width = len(lines[0].split(","))
+    rows = list(csv.reader(lines, skipinitialspace=True))   # Kafka quotes long topic names
+    width = len(rows[0])
     if width not in (3, 4):
         raise ReplayInputError(f"--from-file line 1 {lines[0]!r}: expected topic,partition,offset")
     plan: dict[tuple[str, int], int] = {}
-    for number, line in enumerate(lines, 1):
-        cells = [c.strip() for c in line.split(",")]
+    for number, (line, cells) in enumerate(zip(lines, rows), 1):
+        cells = [c.strip() for c in cells]
         if len(cells) != width:
             raise ReplayInputError(
                 f"--from-file line {number} {line!r}: expected {width} columns like line 1 "
@@ -423,8 +425,21 @@ def _required(value: int | None, what: str) -> int:
 
 
 def export_plan_csv(plan: ReplayPlan) -> str:
-    """Kafka's single-group export: ``topic,partition,offset`` per line."""
-    return "".join(f"{r.topic},{r.partition},{r.target}\n" for r in plan.rows)
+    """Kafka's single-group export: ``topic,partition,offset`` per line, byte for byte.
+
+    Kafka writes it with Jackson's CSV writer, which quotes any string longer
+    than 24 characters (and any with a character below ``-``, a quote or a comma).
+    """
+    return "".join(f"{_csv_field(r.topic)},{r.partition},{r.target}\n" for r in plan.rows)
+
+
+_JACKSON_MAX_QUOTE_CHECK = 24
+
+
+def _csv_field(text: str) -> str:
+    if len(text) > _JACKSON_MAX_QUOTE_CHECK or any(c < "-" or c in '",' for c in text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 # --------------------------------------------------------------------------- window replay

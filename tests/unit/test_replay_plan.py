@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from streamlake.replay import reset_spec_from_options
+
 from streamlake.core.replay import (
     ORIGIN_OFFSET_HEADER,
     ORIGIN_PARTITION_HEADER,
@@ -44,6 +46,7 @@ HOUR_NS = 3_600 * 10**9
     ("2020-11-10T18:51:38.198+0200", EXAMPLE_MS),
     ("2020-11-10T18:51:38.198+02", EXAMPLE_MS),
     ("2020-11-10T11:21:38.198-05:30", EXAMPLE_MS),
+    ("2020-1-5T1:2:3.004Z", 1578186123004),              # Java's parser takes short fields
     ("1970-01-01T00:00:00.000Z", 0),
 ])
 def test_kafka_datetime_formats_parse_to_epoch_ms(text: str, expected: int) -> None:
@@ -170,6 +173,14 @@ def test_export_is_kafka_csv_topic_partition_offset() -> None:
     assert parse_reset_file(export_plan_csv(plan), "g") == plan.targets
 
 
+def test_export_quotes_long_topic_names_like_kafkas_jackson_writer() -> None:
+    long_topic = "abcdefghijklmnopqrstuvwxy"           # 25 characters: Kafka quotes it
+    facts = [PartitionFacts(long_topic, 0, 0, 4), PartitionFacts("abcdefghijklmnopqrstuvwx", 1, 0, 4)]
+    plan = _plan(ResetSpec(ResetMode.TO_LATEST), facts)
+    assert export_plan_csv(plan) == 'abcdefghijklmnopqrstuvwx,1,4\n"abcdefghijklmnopqrstuvwxy",0,4\n'
+    assert parse_reset_file(export_plan_csv(plan), "g") == plan.targets
+
+
 def test_active_group_is_refused_naming_group_and_state() -> None:
     check_group_inactive("g", GroupState.EMPTY, 0)
     check_group_inactive("g", GroupState.DEAD, 0)
@@ -209,3 +220,17 @@ def test_replay_headers_keep_originals_and_replace_old_provenance() -> None:
         REPLAY_ID_HEADER: b"rid", ORIGIN_TOPIC_HEADER: b"t", ORIGIN_PARTITION_HEADER: b"3",
         ORIGIN_OFFSET_HEADER: b"42", ORIGIN_TIMESTAMP_HEADER: b"1000",
     }
+
+
+def test_exactly_one_reset_scenario_is_required(tmp_path) -> None:
+    with pytest.raises(ReplayInputError, match="exactly one"):
+        reset_spec_from_options(group="g", to_earliest=True, to_latest=True)
+    with pytest.raises(ReplayInputError, match="exactly one"):
+        reset_spec_from_options(group="g")
+    spec = reset_spec_from_options(group="g", by_duration="PT1H", now_ns=HOUR_NS * 2)
+    assert (spec.mode, spec.timestamp_ms) == (ResetMode.BY_DURATION, 3_600_000)
+    plan = tmp_path / "plan.csv"
+    plan.write_text("t,0,4\n")
+    assert reset_spec_from_options(group="g", from_file=plan).file_offsets == {("t", 0): 4}
+    with pytest.raises(ReplayInputError, match="cannot read"):
+        reset_spec_from_options(group="g", from_file=tmp_path / "missing.csv")
