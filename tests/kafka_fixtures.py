@@ -156,3 +156,92 @@ def worker_factory(test_env: TestEnv) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in workers:
         worker.stop(timeout=30)
+
+
+# -- producing and reading back ------------------------------------------------
+
+@dataclass(frozen=True)
+class Out:
+    """A record as read back from a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+    def header(self, name: str) -> str | None:
+        for k, v in reversed(self.headers):
+            if k == name:
+                return v.decode()
+        return None
+
+
+async def produce(bootstrap: str, topic: str, records: list[dict], partitions: int | None = None) -> list[tuple[int, int]]:
+    """Produce *records* in order; each is a dict of key/value/headers/partition/timestamp_ms.
+
+    Without an explicit partition a keyed record goes where the Java default
+    partitioner puts it. Returns (partition, offset) per record.
+    """
+    from aiokafka import AIOKafkaProducer
+
+    from streamlake.partitioner import partition_for_key
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=4 * 1024 * 1024)
+    await producer.start()
+    try:
+        coords = []
+        for rec in records:
+            partition = rec.get("partition")
+            if partition is None and partitions and rec.get("key"):
+                partition = partition_for_key(rec["key"], partitions)
+            meta = await producer.send_and_wait(
+                topic, rec.get("value"), key=rec.get("key"), partition=partition if partition is not None else 0,
+                headers=list(rec.get("headers", ())), timestamp_ms=rec.get("timestamp_ms"))
+            coords.append((meta.partition, meta.offset))
+        return coords
+    finally:
+        await producer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, min_count: int = 0, timeout: float = 60.0) -> list[Out]:
+    """Read *topic* from the beginning until at least *min_count* records arrived.
+
+    After reaching *min_count* it keeps reading until the end offsets are
+    reached (so extra, unexpected records are seen too).
+    """
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    out: list[Out] = []
+    try:
+        deadline = time.monotonic() + timeout
+        partitions: set[int] | None = None
+        while partitions is None:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"topic {topic} does not exist")
+                await consumer._client.force_metadata_update()
+                await asyncio.sleep(0.2)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while True:
+            batch = await consumer.getmany(*tps, timeout_ms=500)
+            for tp, msgs in batch.items():
+                out.extend(Out(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value, tuple(m.headers)) for m in msgs)
+            if len(out) >= min_count:
+                ends = await consumer.end_offsets(tps)
+                positions = [await consumer.position(tp) for tp in tps]
+                if all(pos >= ends[tp] for pos, tp in zip(positions, tps)):
+                    return sorted(out, key=lambda o: (o.partition, o.offset))
+            if time.monotonic() > deadline:
+                raise AssertionError(f"read {len(out)} of at least {min_count} records from {topic} in {timeout:.0f}s")
+    finally:
+        await consumer.stop()

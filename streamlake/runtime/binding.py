@@ -103,14 +103,46 @@ class StreamBinding:
     # -- the classic Faust path (used for exactly_once, and when the fast path is off)
 
     async def _consume(self, events_stream: faust.StreamT) -> None:
+        await self.ensure_changelog_metadata()
         if self.settings.processing_guarantee == "exactly_once":
             # One record per event: each send then joins the transaction of its
             # source partition, which Faust commits together with the offset.
             async for event in events_stream.events():
-                await self.handle_batch([_to_record(event.message)])
+                await self.handle_batch_until_done([_to_record(event.message)])
         else:
             async for events in events_stream.take_events(self.settings.batch_size, self.settings.batch_within):
-                await self.handle_batch([_to_record(e.message) for e in events])
+                await self.handle_batch_until_done([_to_record(e.message) for e in events])
+
+    async def ensure_changelog_metadata(self) -> None:
+        """Load the changelog topics' partitions into the producer before the first table write.
+
+        Table writes pick their partition synchronously from producer metadata,
+        which a fresh worker does not have yet.
+        """
+        producer = self.app.producer
+        await producer.maybe_start()
+        for table in (self.table, self.counters_table):
+            await producer._ensure_producer().partitions_for(table.changelog_topic.get_topic_name())
+
+    async def handle_batch_until_done(self, records: Sequence[SourceRecord]) -> None:
+        """Handle a batch; on an unexpected error, log it and try the same batch again.
+
+        Faust acks a batch once the agent moves on, even after an exception, so
+        giving up here would commit records whose state was never stored.
+        Retrying may forward some records twice (at-least-once), never zero times.
+        """
+        delay = 0.5
+        while True:
+            try:
+                await self.handle_batch(records)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("handling a batch of %d record(s) of %s failed; retrying in %.1fs (nothing is acked)",
+                              len(records), self.stream.name, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, DLQ_BACKOFF_MAX)
 
     # -- one batch, whatever path delivered it
 
