@@ -248,6 +248,9 @@ async def test_active_group_is_refused_with_group_and_state(test_env: fixtures.T
         assert proc.returncode == 1, output.decode()
         assert group in output.decode() and "Stable" in output.decode()
         assert member.assignment(), "the live member must keep its partitions"
+        # a commit racing a member that joined after the check is refused by the broker too
+        with pytest.raises(ActiveGroupError):
+            await commit_group_offsets(settings, group, {(topic, 0): 0})
         assert await _async_committed(settings, group) == {}
     finally:
         await member.stop()
