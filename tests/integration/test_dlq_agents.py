@@ -17,6 +17,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamlake.core.dlq import H
+from streamlake.dlq_ops import RedriveMode, redrive_dlq
+from streamlake.dlq_policy import DlqFilter
 from streamlake.kafka.client import client_kwargs
 from tests.kafka_fixtures import ROOT, TestEnv, wait_for
 
@@ -34,6 +36,8 @@ TOPOLOGY = textwrap.dedent('''
         mode = doc.get("mode")
         if mode == "always" or (mode == "until-flag" and Path(os.environ["DLQ_TEST_FLAG"]).exists()):
             raise RetryableError(f"downstream unavailable for {doc['order_id']}/{doc['seq']}")
+        if mode == "bug-until-flag" and Path(os.environ["DLQ_TEST_FLAG"]).exists():
+            raise ValueError(f"transform bug on {doc['order_id']}/{doc['seq']}")
         return doc
 
 
@@ -148,3 +152,50 @@ def test_transient_failure_is_retried_until_it_succeeds_and_persistent_one_is_pa
     assert not [m for m in asyncio.run(_read(settings, output)) if m.key == b"b"]
     # exactly once: nothing of a was duplicated in the output
     assert [orjson.loads(m.value)["seq"] for m in asyncio.run(_read(settings, output)) if m.key == b"a"] == [1, 3, 2]
+
+
+def test_redrive_after_the_transform_is_fixed_lands_each_record_in_the_output_exactly_once(test_env: TestEnv,
+                                                                                           worker_factory):
+    home = make_home(test_env.tmp)
+    flag = test_env.tmp / "bug-present"
+    flag.touch()
+    env = dict(STREAMLAKE_HOME=str(home), DLQ_TEST_FLAG=str(flag))
+    settings = test_env.settings(**env)
+    worker = worker_factory(**env)
+    source = f"{test_env.prefix}.lab.flaky.raw.v1"
+    output = f"{test_env.prefix}.lab.flaky.valid.v1"
+    dlq = f"{source}.dlq"
+    asyncio.run(_produce(settings, source, [
+        {"order_id": "e", "seq": 1},
+        {"order_id": "e", "seq": 2, "mode": "bug-until-flag"},
+        {"order_id": "e", "seq": 3},
+        {"order_id": "f", "seq": 1, "mode": "bug-until-flag"},
+    ]))
+
+    def outputs(key: bytes, n: int):
+        def check():
+            got = [orjson.loads(m.value)["seq"] for m in asyncio.run(_read(settings, output)) if m.key == key]
+            return got if len(got) == n else None
+        return check
+    wait_for(outputs(b"e", 2), timeout=60, what="e/1 and e/3 in the output")
+    wait_for(lambda: len(asyncio.run(_read(settings, dlq))) == 2, timeout=60, what="two records in the DLQ")
+    flag.unlink()  # the transform is fixed
+
+    report = redrive_dlq(settings, dlq, DlqFilter(reason="transform-error"), mode=RedriveMode.EXECUTE,
+                         redrive_id="bugfix")
+    assert report.sent == 2
+    assert wait_for(outputs(b"e", 3), timeout=60, what="e/2 in the output") == [1, 3, 2]
+    assert wait_for(outputs(b"f", 1), timeout=60, what="f/1 in the output") == [1]
+    # the same id again sends nothing; a new id re-sends, and the sequence tracker drops the duplicates
+    assert redrive_dlq(settings, dlq, DlqFilter(), mode=RedriveMode.EXECUTE, redrive_id="bugfix").sent == 0
+    again = redrive_dlq(settings, dlq, DlqFilter(), mode=RedriveMode.EXECUTE, redrive_id="bugfix-2")
+    assert again.sent == 2
+    landed = [m for m in asyncio.run(_read(settings, source)) if dict(m.headers).get("streamlake.redrive.id")]
+    assert len(landed) == 4  # both redrives reached the source topic
+
+    def duplicates_dropped():
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/streamlake/counters", timeout=5) as resp:
+            data = orjson.loads(resp.read())
+        return data.get("lab.flaky", {}).get("dropped_duplicates", 0) >= 2
+    wait_for(duplicates_dropped, timeout=60, what="the second redrive's copies to be dropped as duplicates")
+    assert outputs(b"e", 3)() == [1, 3, 2] and outputs(b"f", 1)() == [1]
