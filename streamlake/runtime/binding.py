@@ -122,6 +122,9 @@ class StreamBinding:
         producer = self.app.producer
         await producer.maybe_start()
         for table in (self.table, self.counters_table):
+            # Declare first: a metadata request for a missing topic makes a broker with
+            # auto.create.topics.enable create it with num.partitions (1), breaking co-partitioning.
+            await table.changelog_topic.maybe_declare()
             await producer._ensure_producer().partitions_for(table.changelog_topic.get_topic_name())
 
     async def handle_batch_until_done(self, records: Sequence[SourceRecord]) -> None:

@@ -1,4 +1,12 @@
-"""The worker's web views: counters as JSON (metrics, health and readiness come with the ops work)."""
+"""The worker's web views: counters as JSON, Prometheus metrics, liveness and readiness.
+
+* ``/streamlake/counters`` – this worker's counters per stream (JSON);
+* ``/metrics`` – Prometheus text (see :mod:`streamlake.runtime.metrics`);
+* ``/health`` – liveness: 200 while the app's services run, 503 once it crashed or stops;
+* ``/ready`` – readiness: 200 once the worker joined the group, no rebalance is
+  in progress and table recovery has completed; 503 otherwise. Both bodies
+  are JSON that say why.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,12 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from .metrics import readiness, render_metrics
+
+__all__ = ["install_web_views", "worker_counters", "liveness"]
+
+_PROMETHEUS_TEXT = "text/plain; version=0.0.4"
+
 
 def install_web_views(app: faust.App) -> None:
     @app.page("/streamlake/counters")
@@ -14,7 +28,35 @@ def install_web_views(app: faust.App) -> None:
         async def get(self, request: Request) -> Response:
             return self.json(worker_counters(app))
 
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.text(render_metrics(app).decode(), content_type=_PROMETHEUS_TEXT)
+
+    @app.page("/health")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            alive, body = liveness(app)
+            return self.json(body, status=200 if alive else 503)
+
+    @app.page("/ready")
+    class Ready(View):
+        async def get(self, request: Request) -> Response:
+            ready, checks = readiness(app)
+            return self.json({"ready": ready, **checks}, status=200 if ready else 503)
+
 
 def worker_counters(app: Any) -> dict[str, Any]:
     """This worker's counters since it started, per stream."""
     return {b.stream.name: b.counters.to_dict() for b in app.bindings}
+
+
+def liveness(app: Any) -> tuple[bool, dict[str, Any]]:
+    """Whether the worker is alive: its services have not crashed and it is not shutting down."""
+    crashed = bool(getattr(app, "crashed", False))
+    stopping = bool(getattr(app, "should_stop", False))
+    body: dict[str, Any] = {"alive": not (crashed or stopping), "crashed": crashed, "stopping": stopping}
+    reason = getattr(app, "crash_reason", None)
+    if reason is not None:
+        body["crash_reason"] = f"{type(reason).__name__}: {reason}"
+    return not (crashed or stopping), body
