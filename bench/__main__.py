@@ -1,0 +1,124 @@
+"""``python -m bench``: StreamLake's benchmarks. See docs/BENCHMARKS.md.
+
+    python -m bench [throughput options]      the five paths side by side (default)
+    python -m bench latency [options]         produce-to-forward latency at a steady offered load
+    python -m bench seek [options]            offsets_for_times on a small and a large topic
+    python -m bench recovery [options]        sequence-table recovery time and memory per 1M keys
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shlex
+import sys
+from typing import Callable
+
+from .common import bench_broker, machine
+
+COMMANDS = ("throughput", "latency", "seek", "recovery")
+
+
+def _paths(text: str) -> tuple[int, ...]:
+    try:
+        paths = tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--paths takes numbers 1..5 separated by commas, not {text!r}")
+    if not paths or any(p not in (1, 2, 3, 4, 5) for p in paths):
+        raise argparse.ArgumentTypeError(f"--paths takes numbers 1..5 separated by commas, not {text!r}")
+    return paths
+
+
+def _choices(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        values = tuple(v.strip() for v in text.split(",") if v.strip())
+        bad = [v for v in values if v not in allowed]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(allowed)}")
+        return values
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", nargs="?", default="throughput", choices=COMMANDS)
+    p.add_argument("--broker", help="use this broker (kafka://host:port); default: start or reuse the bench broker")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--markdown", action="store_true", help="print the results as Markdown for docs/BENCHMARKS.md")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    t = p.add_argument_group("throughput")
+    t.add_argument("--records", type=int, default=200_000)
+    t.add_argument("--partitions", type=int, default=8)
+    t.add_argument("--keys", type=int, default=10_000)
+    t.add_argument("--repeat", type=int, default=3, help="repetitions per path; the median is reported")
+    t.add_argument("--paths", type=_paths, default=(1, 2, 3, 4, 5), help="e.g. 1,2,4 (default: all five)")
+    t.add_argument("--fast-path", type=_choices(("0", "1")), default=(None,),
+                   help="STREAMLAKE_FAST_PATH for path 4; '0,1' measures both in the same run "
+                        "(default: inherit the environment)")
+    t.add_argument("--guarantee", type=_choices(("at_least_once", "exactly_once")), default=(None,),
+                   help="processing guarantee(s) for path 4, e.g. at_least_once,exactly_once (default: conf)")
+    t.add_argument("--keep-topics", action="store_true", help="keep the run's topics (default: delete them)")
+    t.add_argument("--log-level", default="warn", help="worker log level for paths 3 and 4 (default: warn)")
+    lat = p.add_argument_group("latency")
+    lat.add_argument("--rate", type=int, default=5000, help="offered load, records/s (default 5000)")
+    lat.add_argument("--seconds", type=float, default=30.0, help="how long to offer it (default 30)")
+    lat.add_argument("--warmup", type=float, default=3.0, help="seconds of the start left out of the percentiles")
+    sk = p.add_argument_group("seek")
+    sk.add_argument("--sizes", default="10000,1000000", help="topic sizes in records (default 10000,1000000)")
+    sk.add_argument("--lookups", type=int, default=20, help="timestamp lookups per topic (default 20)")
+    rc = p.add_argument_group("recovery")
+    rc.add_argument("--tracked-keys", type=int, default=1_000_000, help="keys in the changelog (default 1M)")
+    rc.add_argument("--stores", type=_choices(("memory", "rocksdb")), default=("memory", "rocksdb"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+
+    def say(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    command = "python -m bench " + shlex.join(argv)
+    info = machine()
+    with bench_broker(args.broker, log=say) as url:
+        if args.command == "throughput":
+            from .report import print_throughput
+            from .throughput import Options, Run
+
+            opts = Options(broker=url, records=args.records, partitions=args.partitions, keys=args.keys,
+                           repeat=args.repeat, paths=args.paths, fast_path=args.fast_path,
+                           guarantee=args.guarantee, keep_topics=args.keep_topics, log_level=args.log_level)
+            report = asyncio.run(Run(opts, say).execute())
+            report = {"command": command, "machine": info, **report}
+            if args.json:
+                print(json.dumps(report, indent=2))
+            else:
+                print_throughput(report, args.markdown)
+            return 0 if all(r["error"] is None for r in report["results"]) else 1
+        if args.command == "latency":
+            from .latency import measure_latency, print_latency
+            report = asyncio.run(measure_latency(url, args.rate, args.seconds, args.warmup, args.partitions,
+                                                 args.keys, say))
+        elif args.command == "seek":
+            from .seek import measure_seek, print_seek
+            sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+            report = asyncio.run(measure_seek(url, sizes, args.partitions, args.lookups, say))
+        else:
+            from .recovery import measure_recovery, print_recovery
+            report = asyncio.run(measure_recovery(url, args.tracked_keys, args.stores, args.partitions, say))
+        report = {"command": command, "machine": info, **report}
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            {"latency": print_latency if args.command == "latency" else None,
+             "seek": print_seek if args.command == "seek" else None,
+             "recovery": print_recovery if args.command == "recovery" else None}[args.command](report, args.markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
