@@ -18,12 +18,14 @@ from typing import Any, Iterator
 import orjson
 
 from .core.dlq import Reason
+from .core.pipeline import StreamCounters
 from .errors import StreamLakeError
 from .topology import Action, Policies
 
 __all__ = [
     "SampleKind", "SampleMix", "SampleRecord", "SampleSummary", "Outcome",
     "generate_sample", "expected_outcome", "summarize_sample", "MALFORMED_KINDS", "ORDERING_KINDS",
+    "Reconciliation", "counters_delta",
 ]
 
 #: Open gaps per key stay well below the tracker's bound (sequence.MAX_GAPS), so no gap is forgotten.
@@ -277,3 +279,67 @@ def summarize_sample(records: Iterator[SampleRecord] | list[SampleRecord],
     for record in records:
         summary.add(record, policies)
     return summary
+
+
+def counters_delta(after: StreamCounters, before: StreamCounters) -> StreamCounters:
+    """What was counted between two snapshots of a stream's totals."""
+    delta = StreamCounters()
+    delta.add(after)
+    for name in ("records_in", "forwarded", "dropped", "dlq", "gaps_opened", "gaps_filled", "gaps_forgotten", "replayed"):
+        setattr(delta, name, getattr(delta, name) - getattr(before, name))
+    delta.dlq_by_reason.subtract(before.dlq_by_reason)
+    delta.classes.subtract(before.classes)
+    delta.dropped_by_class.subtract(before.dropped_by_class)
+    for counter in (delta.dlq_by_reason, delta.classes, delta.dropped_by_class):
+        for key in [k for k, v in counter.items() if v == 0]:
+            del counter[key]
+    return delta
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """What the workers counted against what was produced (and where it should have ended)."""
+
+    produced: SampleSummary
+    counted: StreamCounters
+
+    @property
+    def balanced(self) -> bool:
+        """records in = forwarded + dropped + DLQ."""
+        c = self.counted
+        return c.records_in == c.forwarded + c.dropped + c.dlq
+
+    @property
+    def complete(self) -> bool:
+        """Every produced record was read (and none twice)."""
+        return self.counted.records_in == self.produced.produced
+
+    @property
+    def as_expected(self) -> bool:
+        """Every record ended where its kind says."""
+        c, p = self.counted, self.produced
+        return (c.forwarded == p.expected_forwarded and c.dropped == p.expected_dropped and c.dlq == p.expected_dlq
+                and +c.dlq_by_reason == +p.expected_dlq_by_reason)
+
+    @property
+    def ok(self) -> bool:
+        return self.balanced and self.complete and self.as_expected
+
+    def rows(self) -> list[tuple[str, int, int | None]]:
+        """(measure, counted, expected) in display order; DLQ reasons of either side included."""
+        c, p = self.counted, self.produced
+        rows: list[tuple[str, int, int | None]] = [
+            ("records in", c.records_in, p.produced),
+            ("forwarded", c.forwarded, p.expected_forwarded),
+            ("dropped (duplicates)", c.dropped, p.expected_dropped),
+            ("dlq", c.dlq, p.expected_dlq),
+        ]
+        for reason in sorted(set(c.dlq_by_reason) | set(p.expected_dlq_by_reason)):
+            rows.append((f"  dlq {reason}", c.dlq_by_reason.get(reason, 0), p.expected_dlq_by_reason.get(reason, 0)))
+        return rows
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready view."""
+        return {"produced": self.produced.as_dict(), "counted": self.counted.to_dict(),
+                "checks": {"balanced": self.balanced, "complete": self.complete, "as_expected": self.as_expected},
+                "ok": self.ok}

@@ -11,14 +11,17 @@ from __future__ import annotations
 from faust.cli.base import cli as faust_cli
 
 from .broker import broker
+from .demo import demo
 from .dlq import dlq
+from .produce import produce_sample_command
 from .replay import replay
+from .status import status
 from .topics import topics
 
 __all__ = ["register_commands"]
 
 
 def register_commands() -> None:
-    for command in (broker, topics, replay, dlq):
+    for command in (broker, topics, replay, dlq, status, demo, produce_sample_command):
         if command.name not in faust_cli.commands:
             faust_cli.add_command(command)

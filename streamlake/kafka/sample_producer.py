@@ -40,12 +40,14 @@ async def check_source_topic(settings: Settings, topic: str, partitions: int) ->
 
 async def produce_sample(settings: Settings, topic: str, partitions: int, records: Iterable[SampleRecord],
                          rate: float | None = None, policies: Policies = Policies(),
-                         on_progress: Callable[[int], None] | None = None) -> SampleSummary:
+                         on_progress: Callable[[int], None] | None = None,
+                         summary: SampleSummary | None = None) -> SampleSummary:
     """Send *records* to *topic* at up to *rate* records/s (None: as fast as possible).
 
     Each record goes to ``partition_for_key(route_key, partitions)`` (the next
     partition for a deliberately misrouted one). Returns what was produced, by
-    kind and expected outcome, once every send is acknowledged.
+    kind and expected outcome, once every send is acknowledged; pass *summary*
+    to watch it fill while sending.
     """
     if rate is not None and rate <= 0:
         raise StreamLakeError(f"--rate must be positive, got {rate}")
@@ -58,7 +60,7 @@ async def produce_sample(settings: Settings, topic: str, partitions: int, record
         await producer.stop()
         raise BrokerError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}; "
                           "start it with `streamlake broker start` or set STREAMLAKE_BROKER") from exc
-    summary = SampleSummary()
+    summary = summary if summary is not None else SampleSummary()
     pending: list[asyncio.Future] = []
     started = time.monotonic()
     try:
