@@ -12,7 +12,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .errors import ConfigError
 
@@ -60,6 +60,7 @@ class Settings:
     commit_interval: float = 1.0
     batch_size: int = 1000
     batch_within: float = 0.05
+    fast_path: bool = True
     dlq_retry_attempts: int = 3
     dlq_retry_backoff: float = 1.0
     dlq_retry_backoff_max: float = 30.0
@@ -86,7 +87,7 @@ class Settings:
 
 
 # env var -> (settings field, converter)
-ENV_OVERRIDES: dict[str, tuple[str, type]] = {
+ENV_OVERRIDES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "STREAMLAKE_BROKER": ("broker", str),
     "STREAMLAKE_TOPIC_PREFIX": ("topic_prefix", str),
     "STREAMLAKE_APP_ID": ("app_id", str),
@@ -98,8 +99,11 @@ ENV_OVERRIDES: dict[str, tuple[str, type]] = {
     "STREAMLAKE_SESSION_TIMEOUT": ("session_timeout", float),
     "STREAMLAKE_COMMIT_INTERVAL": ("commit_interval", float),
     "STREAMLAKE_BATCH_SIZE": ("batch_size", int),
+    "STREAMLAKE_FAST_PATH": ("fast_path", lambda v: v.strip().lower() not in ("0", "false", "no", "off")),
     "STREAMLAKE_DLQ_RETRY_ATTEMPTS": ("dlq_retry_attempts", int),
     "STREAMLAKE_DLQ_RETRY_BACKOFF": ("dlq_retry_backoff", float),
+    "STREAMLAKE_DLQ_RETRY_BACKOFF_MAX": ("dlq_retry_backoff_max", float),
+    "STREAMLAKE_DLQ_LOG_PAYLOAD": ("dlq_log_payload", lambda v: v.strip().lower() in ("1", "true", "yes", "on")),
     "STREAMLAKE_KAFKA_VERSION": ("kafka_version", str),
 }
 
@@ -128,6 +132,7 @@ _FILE_KEYS: dict[tuple[str, str], str] = {
     ("app", "datadir"): "datadir",
     ("app", "batch_size"): "batch_size",
     ("app", "batch_within"): "batch_within",
+    ("app", "fast_path"): "fast_path",
     ("dlq", "retry_attempts"): "dlq_retry_attempts",
     ("dlq", "retry_backoff"): "dlq_retry_backoff",
     ("dlq", "retry_backoff_max"): "dlq_retry_backoff_max",
@@ -179,7 +184,7 @@ def load_settings(env: str | None = None, root: Path | None = None,
             try:
                 values[name] = convert(environ[var])
             except ValueError as exc:
-                raise ConfigError(f"{var}={environ[var]!r} is not a valid {convert.__name__}") from exc
+                raise ConfigError(f"{var}={environ[var]!r} is not a valid {getattr(convert, '__name__', 'value')}") from exc
     security = {attr: environ[var] for var, attr in SECURITY_ENV.items() if environ.get(var)}
     settings = Settings(**values, security=KafkaSecurity(**security))
     _check(settings, path)

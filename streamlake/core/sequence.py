@@ -8,6 +8,9 @@ State per key is the next expected number plus a bounded list of open gaps
 * ``late`` – inside a recorded gap: it fills that hole;
 * ``duplicate`` – already seen.
 
+The first number seen for a key is the baseline; anything below it arrives
+``late`` (it was delayed past its successors), never as a duplicate.
+
 Bound: at most :data:`MAX_GAPS` open gaps per key. On overflow the oldest gap
 is forgotten and its upper end becomes ``horizon``: a number below the
 horizon that is in no known gap can no longer be told apart from a duplicate,
@@ -67,7 +70,9 @@ def classify_sequence(state: KeyState | None, seq: int, max_gaps: int = MAX_GAPS
     record that ends in the DLQ is never counted as seen.
     """
     if state is None:
-        return SequenceVerdict(SequenceClass.IN_ORDER, KeyState(seq + 1))
+        # Numbers below the first one seen were never seen either: a record that
+        # shows up there later is late (its predecessor was delayed), not a duplicate.
+        return SequenceVerdict(SequenceClass.IN_ORDER, KeyState(seq + 1, (), seq))
     nxt = state.next_seq
     if seq == nxt:
         return SequenceVerdict(SequenceClass.IN_ORDER, KeyState(seq + 1, state.gaps, state.horizon))

@@ -62,7 +62,7 @@ def counters_key_for(stream: str, partition: int, partitions: int) -> bytes:
         i += 1
 
 
-@dataclass
+@dataclass(eq=False)
 class StreamBinding:
     """Faust objects for one stream and the code that moves its batches."""
 
@@ -97,6 +97,12 @@ class StreamBinding:
             help=f"per-partition counters of {self.stream.name}",
         )
         self.counters = StreamCounters()  # this worker's counts since it started
+        # Per-key states and per-partition counter deltas not yet in the tables.
+        # The fast path flushes them before every offset commit; the classic
+        # path flushes after every batch.
+        self._dirty_states: dict[bytes, KeyState] = {}
+        self._dirty_counters: dict[int, StreamCounters] = {}
+        self.buffer_state = False
         self._counter_keys = {p: counters_key_for(self.stream.name, p, self.partitions) for p in range(self.partitions)}
         self.agent = self.app.agent(self.source, name=f"ingest-{self.stream.name}", concurrency=1)(self._consume)
 
@@ -170,6 +176,9 @@ class StreamBinding:
         return list(results.values())
 
     def _load_state(self, key: bytes) -> KeyState | None:
+        state = self._dirty_states.get(key)
+        if state is not None:
+            return state
         raw = self.table.get(key)
         return KeyState.from_json(raw) if raw else None
 
@@ -264,15 +273,28 @@ class StreamBinding:
             return failed
 
     def _store(self, partition: int, result: BatchResult) -> None:
-        """Write changed key states and the partition's counters to the changelog tables."""
-        table = self.table
-        for key, state in result.states.items():
-            table[key] = state.to_json()
+        """Buffer changed key states and the partition's counters; flush unless the fast path does it at commit."""
+        self._dirty_states.update(result.states)
         self.counters.add(result.counters)
-        ckey = self._counter_keys[partition]
-        stored = StreamCounters.from_dict(self.counters_table.get(ckey) or {})
-        stored.add(result.counters)
-        self.counters_table[ckey] = stored.to_dict()
+        pending = self._dirty_counters.get(partition)
+        if pending is None:
+            self._dirty_counters[partition] = pending = StreamCounters()
+        pending.add(result.counters)
+        if not self.buffer_state:
+            self.flush_state()
+
+    def flush_state(self) -> None:
+        """Write buffered key states (one changelog record per dirty key) and counters to the tables."""
+        states, self._dirty_states = self._dirty_states, {}
+        counters, self._dirty_counters = self._dirty_counters, {}
+        table = self.table
+        for key, state in states.items():
+            table[key] = state.to_json()
+        for partition, delta in counters.items():
+            ckey = self._counter_keys[partition]
+            stored = StreamCounters.from_dict(self.counters_table.get(ckey) or {})
+            stored.add(delta)
+            self.counters_table[ckey] = stored.to_dict()
 
 
 def _to_record(message: Any) -> SourceRecord:

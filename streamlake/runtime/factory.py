@@ -12,6 +12,7 @@ from ..config import Settings, load_settings
 from ..kafka.client import ssl_context
 from ..topology import discover_streams
 from .binding import StreamBinding, bind_streams
+from .fastpath import BatchTransport, check_faust_version
 from .startup import prepare_worker
 from .web import install_web_views
 
@@ -65,10 +66,18 @@ class StreamLakeApp(faust.App):
     bindings: list[StreamBinding]
     catalog: Catalog
 
+    fast_bindings: dict[str, StreamBinding]
+    use_fast_path = False
+
     async def on_first_start(self) -> None:
         await super().on_first_start()
         if self.bindings:
-            await prepare_worker(self.streamlake_settings, self.catalog)
+            await prepare_worker(self.streamlake_settings, self.catalog, self.tables.values())
+
+    def _new_transport(self) -> Any:
+        if self.use_fast_path:
+            return BatchTransport(self.conf.broker_consumer, self)
+        return super()._new_transport()
 
 
 def create_app(settings: Settings | None = None) -> StreamLakeApp:
@@ -77,8 +86,20 @@ def create_app(settings: Settings | None = None) -> StreamLakeApp:
     Path(settings.datadir).mkdir(parents=True, exist_ok=True)
     app = StreamLakeApp(settings.app_id, **faust_settings(settings))
     app.streamlake_settings = settings
+    app.fast_bindings = {}
+    # exactly_once keeps Faust's per-event path: its sends must join Faust's
+    # per-partition transactions, which the fast path bypasses. Decided before
+    # binding, because declaring topics already creates the transport.
+    app.use_fast_path = settings.fast_path and settings.processing_guarantee == "at_least_once"
+    if app.use_fast_path:
+        check_faust_version()
     streams = discover_streams(settings.topologies_dir)
     app.catalog = load_catalog(settings, streams)
     app.bindings = bind_streams(app, streams, settings, app.catalog)
+    if app.use_fast_path:
+        for binding in app.bindings:
+            binding.buffer_state = True
+            app.fast_bindings[binding.source_name] = binding
+            app.fast_bindings[binding.retry_name] = binding
     install_web_views(app)
     return app

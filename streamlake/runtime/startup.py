@@ -4,28 +4,37 @@ from __future__ import annotations
 
 import logging
 
-from ..catalog import Catalog, TopicRole
+from typing import Any, Iterable
+
+from ..catalog import Catalog, TopicRole, TopicSpec
 from ..config import Settings
 from ..errors import PartitionMismatchError
 
 log = logging.getLogger("streamlake.startup")
 
 
-async def prepare_worker(settings: Settings, catalog: Catalog) -> None:
-    """Create missing catalog topics, then refuse to start if co-partitioning is broken.
+async def prepare_worker(settings: Settings, catalog: Catalog, tables: Iterable[Any] = ()) -> None:
+    """Create missing catalog topics and table changelogs, then check co-partitioning.
 
     Faust would otherwise let the broker auto-create source topics with its
-    default partition count, and fail only at the first table write.
+    default partition count (and a metadata request for a changelog that does
+    not exist yet does the same), and fail only at the first table write.
     """
     from ..kafka.admin import create_topics, topic_partition_counts
 
-    counts = await topic_partition_counts(settings, [t.name for t in catalog.topics])
-    missing = [t for t in catalog.topics if counts[t.name] is None]
+    wanted = list(catalog.topics) + [_changelog_spec(table) for table in tables]
+    counts = await topic_partition_counts(settings, [t.name for t in wanted])
+    missing = [t for t in wanted if counts[t.name] is None]
     if missing:
         await create_topics(settings, missing)
         log.info("created topics from the catalog: %s", ", ".join(t.name for t in missing))
     sources = [t for t in catalog.topics if t.role in (TopicRole.SOURCE, TopicRole.RETRY)]
+    changelogs = {t.name: t.partitions for t in wanted if t.role is None}
     problems = [
+        f"changelog {name} has {counts[name]} partitions, its table {wanted_n}"
+        for name, wanted_n in changelogs.items() if counts[name] is not None and counts[name] != wanted_n
+    ]
+    problems += [
         f"{t.name} has {counts[t.name]} partitions but its sequence table has {t.partitions} (from the catalog)"
         for t in sources if counts.get(t.name) is not None and counts[t.name] != t.partitions
     ]
@@ -34,3 +43,11 @@ async def prepare_worker(settings: Settings, catalog: Catalog) -> None:
             "source topics and their state tables are not co-partitioned: " + "; ".join(problems)
             + ". Fix the catalog's partition count or the topic (streamlake topics plan) before starting workers."
         )
+
+
+def _changelog_spec(table: Any) -> Any:
+    """A compacted changelog topic as Faust would declare it for *table*."""
+    return TopicSpec(
+        table.changelog_topic.get_topic_name(), stream="", role=None, partitions=table.partitions,  # type: ignore[arg-type]
+        replication_factor=1, config={"cleanup.policy": "compact"},
+    )

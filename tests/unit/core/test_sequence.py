@@ -12,14 +12,14 @@ def run(seqs, max_gaps=64):
 
 def test_first_record_sets_the_baseline():
     verdict = classify_sequence(None, 41)
-    assert verdict.cls is SequenceClass.IN_ORDER and verdict.state == KeyState(42)
+    assert verdict.cls is SequenceClass.IN_ORDER and verdict.state == KeyState(42, (), 41)
 
 
 def test_gap_is_recorded_and_late_record_fills_it_and_is_not_duplicate():
     classes, state = run([1, 2, 5, 3, 4])
     assert classes == [SequenceClass.IN_ORDER, SequenceClass.IN_ORDER, SequenceClass.GAP,
                        SequenceClass.LATE, SequenceClass.LATE]
-    assert state == KeyState(6, ())
+    assert state == KeyState(6, (), 1)
 
 
 def test_late_record_seen_twice_is_a_duplicate_the_second_time():
@@ -51,3 +51,9 @@ def test_gap_list_is_bounded_and_forgotten_range_is_late_not_dropped():
 def test_state_round_trips_through_json():
     state = KeyState(9, ((1, 3), (5, 7)), 1)
     assert KeyState.from_json(state.to_json()) == state
+
+
+def test_number_below_the_baseline_is_late_not_duplicate():
+    # The key's first record was delayed (or failed into the DLQ) and seq 5 set the baseline.
+    classes, _ = run([5, 6, 3])
+    assert classes[-1] is SequenceClass.LATE

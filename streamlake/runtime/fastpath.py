@@ -1,0 +1,207 @@
+"""Batch fast path: StreamLake's source topics leave Faust's drain loop in batches.
+
+Faust's per-record path (message objects, the conductor, channel queues,
+events, acks under a lock) costs about 220-250 µs a record. This module swaps
+in a Consumer whose drain loop hands every fetched batch of a *fast* topic
+straight to its stream binding, and leaves every other topic (changelogs,
+DLQ agents, anything user-defined) on Faust's normal per-message path.
+
+What it keeps from Faust: the consumer group, the assignor, tables and their
+changelogs, the commit timer and the commit-after-ack rule. A batch's
+offsets are put on Faust's acked lists only after every send of the batch has
+been acknowledged, and only if no rebalance happened meanwhile; a token in
+the unacked set makes a revoke wait for a batch in flight. Buffered table
+state is flushed before each commit (see :meth:`BatchConsumer.force_commit`).
+
+It reaches into Faust internals (``_drain_messages``, ``_acked``,
+``_acked_index``, ``_read_offset``, ``_add_gap``, ``_unacked_messages``), so it
+is pinned to the Faust version below and refuses to run under another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence
+
+import faust
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from mode.utils.futures import notify
+
+from ..core.records import SourceRecord
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .binding import StreamBinding
+
+log = logging.getLogger("streamlake.fastpath")
+
+PINNED_FAUST_VERSION = "0.15.3"
+
+BatchHandler = Callable[[Sequence[SourceRecord]], Awaitable[Any]]
+
+
+def check_faust_version(version: str = faust.__version__) -> None:
+    if version != PINNED_FAUST_VERSION:
+        raise ConfigError(
+            f"the batch fast path is written against faust-streaming {PINNED_FAUST_VERSION}, found {version}; "
+            f"pin faust-streaming=={PINNED_FAUST_VERSION} or set STREAMLAKE_FAST_PATH=0"
+        )
+
+
+class _BatchToken:
+    """Stands in the consumer's unacked set while a batch is in flight, so a revoke waits for it."""
+
+    __slots__ = ("acked", "refcount", "__weakref__")
+
+    def __init__(self) -> None:
+        self.acked = False
+        self.refcount = 1
+
+
+class BatchConsumer(aiokafka_driver.Consumer):
+    """Faust's aiokafka Consumer with a batch drain loop for StreamLake's source topics."""
+
+    def fast_bindings(self) -> Mapping[str, "StreamBinding"]:
+        return getattr(self.app, "fast_bindings", {})
+
+    async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        # Buffered per-key state and counters go to the changelog first; Faust
+        # then flushes the producer before it commits the offsets.
+        for binding in {id(b): b for b in self.fast_bindings().values()}.values():
+            binding.flush_state()
+        return await super().force_commit(topics, start_new_transaction=start_new_transaction)
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised by integration tests
+        if not self.fast_bindings():
+            return await super()._drain_messages(fetcher)
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                await self.sleep(0)
+                records, active = await self._wait_next_records(1.0)
+                if not records or self.should_stop:
+                    continue
+                if not self.flow_active:
+                    await self._seek_after_flow_stop()
+                    continue
+                await self._drain_batch(records, active)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            self.diag.unset_flag("CONSUMER_FETCHING")
+
+    async def _seek_after_flow_stop(self) -> None:
+        try:
+            await self.perform_seek()
+        except Exception as exc:
+            self.log.warning("exception performing seek when flow not active %r", exc)
+
+    async def _drain_batch(self, records: Mapping[Any, list], active: Any) -> None:
+        generation = self.app.consumer_generation_id
+        fast = self.fast_bindings()
+        by_binding: dict[Any, list[SourceRecord]] = {}
+        spans: dict[Any, tuple[int, int]] = {}
+        monitor = self.app.monitor
+        now = time.monotonic()
+        for tp, recs in records.items():
+            if not recs or (active is not None and tp not in active and tp not in self._buffered_partitions):
+                continue
+            binding = fast.get(tp.topic)
+            if binding is None:
+                await self._deliver_classic(tp, recs, generation)
+                continue
+            fresh = await self._track_read(tp, recs)
+            if not fresh:
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            if monitor is not None and monitor.stream_inbound_time is not None:
+                monitor.stream_inbound_time[tp] = now
+            by_binding.setdefault(binding, []).extend(
+                SourceRecord(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value, tuple(r.headers or ()))
+                for r in fresh
+            )
+            spans[tp] = (fresh[0].offset, fresh[-1].offset)
+        if not by_binding:
+            return
+        token = _BatchToken()
+        self._unacked_messages.add(token)  # type: ignore[arg-type]
+        try:
+            for binding, batch in by_binding.items():
+                await binding.handle_batch_until_done(batch)
+            if self.app.consumer_generation_id != generation:
+                # A rebalance happened meanwhile: these records will be read again by
+                # their owner. Their state is already buffered, so they come back as
+                # duplicates and are dropped, never forwarded twice... nor lost.
+                return
+            self._bulk_ack(spans)
+        finally:
+            token.acked = True
+            self._unacked_messages.discard(token)  # type: ignore[arg-type]
+            notify(self._waiting_for_ack)
+
+    async def _track_read(self, tp: Any, recs: list) -> list:
+        """Keep Faust's read-offset and gap bookkeeping; drop records already read.
+
+        For fast topics the read offset is the next offset expected (Faust sets
+        it to the committed position on assignment, which means the same).
+        """
+        expected = self._read_offset[tp]
+        if expected is not None:
+            recs = [r for r in recs if r.offset >= expected]
+            if not recs:
+                return recs
+        for r in recs:
+            if expected is not None and r.offset > expected:
+                # offsets skipped by compaction or transaction markers must not block commits
+                await self._add_gap(tp, expected, r.offset - 1)
+            expected = r.offset + 1
+        self._read_offset[tp] = expected
+        return recs
+
+    def _bulk_ack(self, spans: Mapping[Any, tuple[int, int]]) -> None:
+        for tp, (first, last) in spans.items():
+            committed = self._committed_offset[tp]
+            if committed is not None and first < committed:
+                first = committed
+            if first > last:
+                continue
+            offsets = range(first, last + 1)
+            index = self._acked_index[tp]
+            fresh = [o for o in offsets if o not in index] if index else list(offsets)
+            index.update(fresh)
+            self._acked[tp].extend(fresh)
+            self._n_acked += len(fresh)
+
+    async def _deliver_classic(self, tp: Any, recs: list, generation: int) -> None:
+        """Faust's own per-message path, for topics that are not StreamLake sources."""
+        callback = self.callback
+        for record in recs:
+            if self.app.consumer_generation_id != generation or not self.flow_active:
+                return
+            offset = record.offset
+            r_offset = self._read_offset[tp]
+            if r_offset is None or offset >= r_offset:
+                gap = offset - (r_offset or 0)
+                if gap > 1 and r_offset and self.app.topics.acks_enabled_for(record.topic):
+                    await self._add_gap(tp, r_offset + 1, offset)
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                await self.wait_first(callback(self._to_message(tp, record)), self.suspend_flow.wait())
+                self._read_offset[tp] = offset
+
+
+class BatchTransport(aiokafka_driver.Transport):
+    Consumer = BatchConsumer
