@@ -16,8 +16,8 @@ from typing import Callable
 from streamlake.broker.local import free_port
 from streamlake.kafka.offsets import OffsetAdmin
 
-from .common import (PYTHON, ROOT, RUNS_DIR, Child, ChildFailed, broker_settings, delete_topics_with, run_tag,
-                     watch_group)
+from .common import (PYTHON, ROOT, RUNS_DIR, Child, ChildFailed, broker_settings, delete_topics_with, end_offsets,
+                     run_tag, watch_group)
 from .workload import Workload, create_topics, make_workload, produce_workload
 
 PATH_NAMES = {
@@ -39,6 +39,8 @@ class Sample:
     seconds: float
     peak_rss_mb: float | None
     first_output_s: float | None = None
+    output: int | None = None      # records the path wrote (or decoded, for path 1)
+    expected: int | None = None    # what it should have written for this workload
 
     @property
     def rate(self) -> float:
@@ -78,6 +80,14 @@ class PathResult:
         values = [s.rate_after_first_output for s in self.samples if s.rate_after_first_output is not None]
         return statistics.median(values) if values else None
 
+    @property
+    def output_check(self) -> str:
+        """'ok' when every repetition wrote what the workload calls for (a sanity check, not a test)."""
+        if not self.samples or any(s.output is None or s.expected is None for s in self.samples):
+            return "—"
+        off = [f"{s.output}/{s.expected}" for s in self.samples if s.output != s.expected]
+        return "ok" if not off else "MISMATCH " + ", ".join(off)
+
     def as_dict(self, reference: float | None) -> dict:
         rate = self.median_rate
         return {
@@ -88,8 +98,9 @@ class PathResult:
             "first_output_s": None if self.median_first_output_s is None else round(self.median_first_output_s, 2),
             "records_per_s_after_first_output": (None if self.median_rate_after_first_output is None
                                                  else round(self.median_rate_after_first_output)),
+            "output_check": self.output_check,
             "samples": [{"records_per_s": round(s.rate), "seconds": round(s.seconds, 3),
-                         "peak_rss_mb": s.peak_rss_mb,
+                         "peak_rss_mb": s.peak_rss_mb, "output": s.output, "expected": s.expected,
                          "first_output_s": None if s.first_output_s is None else round(s.first_output_s, 3)}
                         for s in self.samples],
             "error": self.error,
@@ -202,6 +213,16 @@ class Run:
     def variants(self) -> list[Variant]:
         return [Variant(f, g) for f in self.opts.fast_path for g in self.opts.guarantee]
 
+    def expected_output(self, number: int) -> int:
+        w = self.workload
+        assert w is not None
+        valid = len(w.records) - w.malformed
+        return {1: valid, 2: valid, 3: len(w.records), 4: valid - w.duplicates, 5: valid - w.duplicates}[number]
+
+    async def written(self, topic: str) -> int:
+        async with OffsetAdmin(broker_settings(self.opts.broker)) as kafka:
+            return sum((await end_offsets(kafka, topic, self.opts.partitions)).values())
+
     def timeout(self) -> float:
         return 120 + self.opts.records / 400  # generous: path 3 runs at a few k/s
 
@@ -237,12 +258,14 @@ class Run:
         if proc.returncode != 0:
             raise ChildFailed(f"path {number} exited with {proc.returncode}: {err.decode()[-2000:]}")
         data = json.loads(out.decode().strip().splitlines()[-1])
-        return Sample(data["records"], data["seconds"], data["peak_rss_mb"])
+        output = data["decoded"] if number == 1 else await self.written(argv[-1])
+        return Sample(data["records"], data["seconds"], data["peak_rss_mb"], output=output,
+                      expected=self.expected_output(number))
 
     # -- paths 3, 4, 5: a worker process, timed until its commits reach the end
 
-    async def worker(self, name: str, argv: list[str], env: dict[str, str], group: str, source: str,
-                     output: str) -> Sample:
+    async def worker(self, number: int, name: str, argv: list[str], env: dict[str, str], group: str,
+                     source: str, output: str) -> Sample:
         child = Child.spawn(name, argv, env, self.dir / f"{name}.log")
         try:
             async with OffsetAdmin(broker_settings(self.opts.broker)) as kafka:
@@ -250,7 +273,8 @@ class Run:
                                              timeout=self.timeout())
         finally:
             child.stop()
-        return Sample(self.opts.records, progress.done_s or 0.0, progress.peak_rss_mb, progress.first_output_s)
+        return Sample(self.opts.records, progress.done_s or 0.0, progress.peak_rss_mb, progress.first_output_s,
+                      output=await self.written(output), expected=self.expected_output(number))
 
     def base_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -265,7 +289,7 @@ class Run:
                                  "BENCH_OUTPUT": output, "BENCH_DATADIR": str(self.dir / f"faust-r{rep}")}
         argv = [PYTHON, "-m", "faust", "-A", "bench.faust_forward", "worker", "-l", self.opts.log_level,
                 "--without-web"]
-        return await self.worker(f"faust-r{rep}", argv, env, app_id, self.source, output)
+        return await self.worker(3, f"faust-r{rep}", argv, env, app_id, self.source, output)
 
     async def quix(self, rep: int) -> Sample:
         group = f"bench-{self.tag}-quix-r{rep}"
@@ -273,7 +297,7 @@ class Run:
         await create_topics(self.bootstrap, [output], self.opts.partitions)
         env = self.base_env() | {"BENCH_BROKER": self.opts.broker, "BENCH_APP_ID": group, "BENCH_SOURCE": self.source,
                                  "BENCH_OUTPUT": output, "BENCH_DATADIR": str(self.dir / f"quix-r{rep}")}
-        return await self.worker(f"quix-r{rep}", [PYTHON, "-m", "bench.quix_pipeline"], env, group,
+        return await self.worker(5, f"quix-r{rep}", [PYTHON, "-m", "bench.quix_pipeline"], env, group,
                                  self.source, output)
 
     async def streamlake(self, rep: int, variant: Variant) -> Sample:
@@ -293,7 +317,7 @@ class Run:
         if variant.guarantee is not None:
             env["STREAMLAKE_PROCESSING_GUARANTEE"] = variant.guarantee
         argv = streamlake_argv(port, self.opts.log_level)
-        return await self.worker(f"{label}-r{rep}", argv, env, app_id, source, output)
+        return await self.worker(4, f"{label}-r{rep}", argv, env, app_id, source, output)
 
     def home(self) -> Path:
         return streamlake_home(self.opts.partitions, self.dir)
