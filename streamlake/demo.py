@@ -159,6 +159,15 @@ class WorkerGroup:
             self.proc.wait(10)
 
 
+def _interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM both end the demo through its cleanup, even when started with SIGINT ignored."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def _stream(settings: Settings) -> tuple[Stream, Catalog]:
     streams = discover_streams(settings.topologies_dir)
     stream = next((s for s in streams if s.name == STREAM), None)
@@ -199,6 +208,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print,
                               f"{stream.name}): a worker beyond that would own no partition")
     result = DemoResult(None, workers=options.workers)
     began = time.monotonic()
+    _interrupt_on_signals()
     settings, started_broker = _ensure_broker(settings, say, result.timings)
     result.broker = settings.bootstrap_servers
     workers: WorkerGroup | None = None
