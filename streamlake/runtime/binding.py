@@ -41,6 +41,9 @@ log = logging.getLogger("streamlake.ingest")
 PERMANENT_SEND_ERRORS = ("MessageSizeTooLargeError", "RecordTooLargeError", "InvalidRecordError",
                          "CorruptRecordException", "InvalidTimestampError")
 DLQ_BACKOFF_MAX = 30.0
+#: Larger values take the per-record path, where the producer checks the size
+#: and an oversized record fails alone instead of with its whole batch.
+BATCH_RECORD_LIMIT = 64 * 1024
 
 
 def worker_id() -> str:
@@ -188,18 +191,17 @@ class StreamBinding:
         failed: dict[tuple[str, int, int], DeadLetter] = {}
         delay = 0.5
         while pending:
-            futures = [
-                await self._enqueue(self.output, f.record.key, f.value, f.record.partition % self.output_partitions,
-                                    f.record.headers, f.record.timestamp)
+            outcomes = await self._produce(self.output, [
+                (f.record.partition % self.output_partitions, f.record.key, f.value, f.record.headers, f.record.timestamp)
                 for f in pending
-            ]
-            outcomes = await asyncio.gather(*futures, return_exceptions=True)
+            ])
             retry = []
             for fwd, outcome in zip(pending, outcomes):
-                if isinstance(outcome, BaseException):
+                if outcome is not None:
                     if type(outcome).__name__ in PERMANENT_SEND_ERRORS:
                         rec = fwd.record
-                        failed[(rec.topic, rec.partition, rec.offset)] = DeadLetter.from_exception(rec, Reason.PRODUCE_FAILED, outcome)
+                        failed[(rec.topic, rec.partition, rec.offset)] = DeadLetter.from_exception(
+                            rec, Reason.PRODUCE_FAILED, outcome)
                     else:
                         retry.append((fwd, outcome))
             if retry:
@@ -237,13 +239,12 @@ class StreamBinding:
         delay = 0.5
         while pending:
             now_ms = int(time.time() * 1000)
-            futures = [
-                await self._enqueue(self.dlq, l.record.key, l.record.value, l.record.partition % self.dlq_partitions,
-                                    build_dlq_headers(l, self.settings.app_id, self.worker, now_ms), None)
+            outcomes = await self._produce(self.dlq, [
+                (l.record.partition % self.dlq_partitions, l.record.key, l.record.value,
+                 build_dlq_headers(l, self.settings.app_id, self.worker, now_ms), None)
                 for l in pending
-            ]
-            outcomes = await asyncio.gather(*futures, return_exceptions=True)
-            failures = [(l, o) for l, o in zip(pending, outcomes) if isinstance(o, BaseException)]
+            ])
+            failures = [(l, o) for l, o in zip(pending, outcomes) if o is not None]
             if not failures:
                 return
             letter, exc = failures[0]
@@ -254,6 +255,52 @@ class StreamBinding:
             await asyncio.sleep(delay)
             delay = min(delay * 2, DLQ_BACKOFF_MAX)
             pending = [l for l, _ in failures]
+
+    async def _produce(self, topic: Any, items: Sequence[tuple[int, bytes | None, bytes | None, Any, int | None]]
+                       ) -> list[BaseException | None]:
+        """Produce (partition, key, value, headers, timestamp ms) items in order; return each one's error or None.
+
+        The fast path writes record batches straight to aiokafka, one batch per
+        partition at a time, so per-partition order holds and there is one
+        future per batch instead of one per record. Under exactly_once every
+        record goes through Faust's topic, which routes it into the
+        transaction of its source partition.
+        """
+        if not self.buffer_state:
+            futures = [await self._enqueue(topic, k, v, p, h, ts) for p, k, v, h, ts in items]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            return [r if isinstance(r, BaseException) else None for r in results]
+        producer = self.app.producer._ensure_producer()
+        name = topic.get_topic_name()
+        slots: list[asyncio.Future] = []
+        open_batches: dict[int, Any] = {}
+        for partition, key, value, headers, ts in items:
+            if value is not None and len(value) > BATCH_RECORD_LIMIT:
+                slots.append(await self._enqueue(topic, key, value, partition, headers, ts))
+                continue
+            batch = open_batches.get(partition)
+            if batch is None:
+                batch = open_batches[partition] = _OpenBatch(producer.create_batch())
+            if batch.builder.append(key=key, value=value, timestamp=ts, headers=list(headers)) is None:
+                await batch.send(producer, name, partition)
+                batch = open_batches[partition] = _OpenBatch(producer.create_batch())
+                batch.builder.append(key=key, value=value, timestamp=ts, headers=list(headers))
+            slots.append(batch.future)
+        for partition, batch in open_batches.items():
+            await batch.send(producer, name, partition)
+        results = await asyncio.gather(*slots, return_exceptions=True)
+        outcomes: list[BaseException | None] = []
+        for item, result in zip(items, results):
+            if isinstance(result, BaseException) and type(result).__name__ in PERMANENT_SEND_ERRORS:
+                # The broker refused the whole batch for one record: find out which, one by one.
+                p, k, v, h, ts = item
+                try:
+                    await (await self._enqueue(topic, k, v, p, h, ts))
+                    result = None
+                except Exception as exc:
+                    result = exc
+            outcomes.append(result if isinstance(result, BaseException) else None)
+        return outcomes
 
     async def _enqueue(self, topic: Any, key: bytes | None, value: bytes | None, partition: int,
                        headers: Any, timestamp_ms: int | None) -> asyncio.Future:
@@ -295,6 +342,32 @@ class StreamBinding:
             stored = StreamCounters.from_dict(self.counters_table.get(ckey) or {})
             stored.add(delta)
             self.counters_table[ckey] = stored.to_dict()
+
+
+class _OpenBatch:
+    """A record batch being filled; ``future`` settles when the broker acknowledges it."""
+
+    __slots__ = ("builder", "future")
+
+    def __init__(self, builder: Any) -> None:
+        self.builder = builder
+        self.future: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    async def send(self, producer: Any, topic: str, partition: int) -> None:
+        try:
+            delivered = await producer.send_batch(self.builder, topic, partition=partition)
+        except Exception as exc:
+            self.future.set_exception(exc)
+            return
+        delivered.add_done_callback(self._settle)
+
+    def _settle(self, delivered: asyncio.Future) -> None:
+        if delivered.cancelled():
+            self.future.cancel()
+        elif delivered.exception() is not None:
+            self.future.set_exception(delivered.exception())  # type: ignore[arg-type]
+        else:
+            self.future.set_result(None)
 
 
 def _to_record(message: Any) -> SourceRecord:

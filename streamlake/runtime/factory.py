@@ -34,6 +34,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         autodiscover=False,
         table_cleanup_interval=60.0,
         producer_linger=0.005,
+        producer_max_batch_size=256 * 1024,
         producer_acks=-1,
         stream_wait_empty=True,
         consumer_auto_offset_reset="earliest",

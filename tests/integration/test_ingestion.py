@@ -74,6 +74,9 @@ async def test_scripted_mix_lands_exactly_where_the_rules_say(test_env, worker_f
     for rec in records:
         if rec.get("partition") is None:
             rec["partition"] = partition_for_key(rec["key"], PARTITIONS) if rec["key"] else 0
+    for i, rec in enumerate(records):
+        rec["timestamp_ms"] = 1_700_000_000_000 + i
+    timestamps = [rec["timestamp_ms"] for rec in records]
     coords = await produce(bootstrap, f"{p}.sales.orders.raw.v1", records)
 
     expected_forward = [(r["key"], r["value"]) for r, why in SCRIPT if why is None]
@@ -87,6 +90,10 @@ async def test_scripted_mix_lands_exactly_where_the_rules_say(test_env, worker_f
         seqs = [orjson.loads(o.value)["seq"] for o in out if o.key == key]
         assert seqs == [orjson.loads(v)["seq"] for k, v in expected_forward if k == key]
     assert all(o.partition == partition_for_key(o.key, PARTITIONS) for o in out)
+    source_ts: dict = {}
+    for r, ts in zip(records, timestamps):
+        source_ts.setdefault((r["key"], r["value"]), ts)  # a duplicate's first copy is the one forwarded
+    assert all(o.timestamp == source_ts[(o.key, o.value)] for o in out), "forwards keep the source timestamp"
 
     # DLQ: every bad record once, bytes unchanged, full context in headers.
     by_origin = {(int(d.header(H.ORIGIN_PARTITION)), int(d.header(H.ORIGIN_OFFSET))): d for d in dlq}
