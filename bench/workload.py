@@ -82,12 +82,13 @@ def make_workload(records: int, partitions: int, keys: int, dup_rate: float = 0.
     return Workload(out, partitions, keys, dups, bad)
 
 
-async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+async def create_topics(bootstrap: str, names: list[str], partitions: int,
+                        configs: dict[str, str] | None = None) -> None:
     """Create *names* with *partitions* partitions each (replication 1); existing ones are left."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        resp = await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+        resp = await admin.create_topics([NewTopic(n, partitions, 1, topic_configs=dict(configs or {})) for n in names])
         for t in resp.to_object()["topic_errors"]:
             if t["error_code"] and t["error_code"] != TopicAlreadyExistsError.errno:
                 raise RuntimeError(f"creating {t['topic']} failed: error {t['error_code']} {t['error_message']}")
