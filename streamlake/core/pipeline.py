@@ -111,7 +111,8 @@ class _Reject(Exception):
 
 def process_batch(stream: Stream, records: Iterable[SourceRecord],
                   load_state: Callable[[bytes], KeyState | None],
-                  partitions: int | None = None) -> BatchResult:
+                  partitions: int | None = None,
+                  processed: Mapping[str, int] | None = None) -> BatchResult:
     """Run every record of a batch through the pipeline, in order.
 
     *load_state* returns the stored state of a key; states changed earlier in
@@ -119,8 +120,22 @@ def process_batch(stream: Stream, records: Iterable[SourceRecord],
     With *partitions* (the source's partition count), a record whose key the
     Java default partitioner puts elsewhere is rejected: its key's state lives
     on another partition, so its ordering cannot be checked here.
+
+    *processed* maps a topic to the highest offset of this partition already
+    processed. A record at or below it is being re-read (after an offset
+    reset); if it would go to the DLQ again it is dropped as ``already-in-dlq``
+    instead — its copy from the first pass is still in the DLQ.
     """
     result = BatchResult()
+    if processed:
+        def dead(res: BatchResult, letter: DeadLetter) -> None:
+            if letter.record.offset <= processed.get(letter.record.topic, -1):
+                res.counters.dropped += 1
+                res.counters.dropped_by_class["already-in-dlq"] += 1
+            else:
+                _dead(res, letter)
+    else:
+        dead = _dead
     counters = result.counters
     states = result.states
     policies = stream.policies
@@ -136,7 +151,7 @@ def process_batch(stream: Stream, records: Iterable[SourceRecord],
                               f"(Java default partitioner), not {record.partition}")
             seq = _sequence(doc, record, stream)
         except _Reject as rej:
-            _dead(result, DeadLetter(record, rej.reason, str(rej)))
+            dead(result, DeadLetter(record, rej.reason, str(rej)))
             continue
         state = states[key] if key in states else load_state(key)
         verdict = classify_sequence(state, seq)
@@ -150,7 +165,7 @@ def process_batch(stream: Stream, records: Iterable[SourceRecord],
         elif cls is SequenceClass.LATE and record.header(RETURNED_FROM_DLQ) is not None:
             action = Action.FORWARD  # retried or redriven: accept it and fill its gap
         if action is Action.DLQ:
-            _dead(result, DeadLetter(record, _ORDERING_REASON[cls],
+            dead(result, DeadLetter(record, _ORDERING_REASON[cls],
                                      f"sequence {seq} is {cls.value} for key {key!r} "
                                      f"(expected {state.next_seq if state else seq})"))
             continue
@@ -164,13 +179,13 @@ def process_batch(stream: Stream, records: Iterable[SourceRecord],
             try:
                 value = _transform(stream, doc)
             except _Reject as rej:  # bad output
-                _dead(result, DeadLetter(record, rej.reason, str(rej)))
+                dead(result, DeadLetter(record, rej.reason, str(rej)))
                 continue
             except RetryableError as exc:
-                _dead(result, DeadLetter.from_exception(record, Reason.TRANSFORM_RETRYABLE, exc))
+                dead(result, DeadLetter.from_exception(record, Reason.TRANSFORM_RETRYABLE, exc))
                 continue
             except Exception as exc:  # the user's code: any failure is the record's, not the worker's
-                _dead(result, DeadLetter.from_exception(record, Reason.TRANSFORM_ERROR, exc))
+                dead(result, DeadLetter.from_exception(record, Reason.TRANSFORM_ERROR, exc))
                 continue
         if cls is not SequenceClass.DUPLICATE or not replayed:
             _accept(states, key, state, verdict.state, counters, verdict)

@@ -105,6 +105,9 @@ class StreamBinding:
         # path flushes after every batch.
         self._dirty_states: dict[bytes, KeyState] = {}
         self._dirty_counters: dict[int, StreamCounters] = {}
+        # Per partition, the highest offset processed of each input topic: the
+        # mark below which a record is a re-read (see process_batch).
+        self._processed: dict[int, dict[str, int]] = {}
         self.buffer_state = False
         self._counter_keys = {p: counters_key_for(self.stream.name, p, self.partitions) for p in range(self.partitions)}
         self.agent = self.app.agent(self.source, name=f"ingest-{self.stream.name}", concurrency=1)(self._consume)
@@ -167,7 +170,7 @@ class StreamBinding:
         by_partition: dict[int, list[SourceRecord]] = {}
         for record in records:
             by_partition.setdefault(record.partition, []).append(record)
-        results = {p: process_batch(self.stream, recs, self._load_state, self.partitions)
+        results = {p: process_batch(self.stream, recs, self._load_state, self.partitions, self._processed_of(p))
                    for p, recs in by_partition.items()}
         failed = await self._forward([f for r in results.values() for f in r.forwards])
         if failed:
@@ -176,7 +179,18 @@ class StreamBinding:
         await self._dead_letter([l for r in results.values() for l in r.dead_letters])
         for partition, result in results.items():
             self._store(partition, result)
+            marks = self._processed_of(partition)
+            for record in by_partition[partition]:
+                if record.offset > marks.get(record.topic, -1):
+                    marks[record.topic] = record.offset
         return list(results.values())
+
+    def _processed_of(self, partition: int) -> dict[str, int]:
+        marks = self._processed.get(partition)
+        if marks is None:
+            row = self.counters_table.get(self._counter_keys[partition]) or {}
+            marks = self._processed[partition] = {t: int(o) for t, o in row.get("processed", {}).items()}
+        return marks
 
     def _load_state(self, key: bytes) -> KeyState | None:
         state = self._dirty_states.get(key)
@@ -224,7 +238,8 @@ class StreamBinding:
             return (r.topic, r.partition, r.offset)
 
         kept = [r for r in records if coords(r) not in failed]
-        result = process_batch(self.stream, kept, self._load_state, self.partitions)
+        result = process_batch(self.stream, kept, self._load_state, self.partitions,
+                               self._processed_of(records[0].partition))
         mine = [l for (_, p, _), l in failed.items() if p == records[0].partition]
         result.counters.records_in += len(mine)
         for letter in mine:
@@ -341,7 +356,7 @@ class StreamBinding:
             ckey = self._counter_keys[partition]
             stored = StreamCounters.from_dict(self.counters_table.get(ckey) or {})
             stored.add(delta)
-            self.counters_table[ckey] = stored.to_dict()
+            self.counters_table[ckey] = {**stored.to_dict(), "processed": dict(self._processed_of(partition))}
 
 
 class _OpenBatch:
