@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 Headers = Sequence[tuple[str, bytes]]
 
 
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
-    """One consumed record, exactly as it came off the source topic."""
+class SourceRecord(NamedTuple):
+    """One consumed record, exactly as it came off the source topic.
+
+    A named tuple rather than a frozen dataclass: every record of every
+    stream is built once, and a tuple builds several times faster.
+    """
 
     topic: str
     partition: int

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import bisect
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["SequenceClass", "KeyState", "SequenceVerdict", "classify_sequence", "MAX_GAPS", "MAX_SEQUENCE"]
 
@@ -37,9 +37,11 @@ class SequenceClass(enum.Enum):
     LATE = "late"
 
 
-@dataclass(frozen=True, slots=True)
-class KeyState:
-    """What is known about one key: next expected number and open gaps."""
+class KeyState(NamedTuple):
+    """What is known about one key: next expected number and open gaps.
+
+    Named tuples, not frozen dataclasses: the hot path builds one per record.
+    """
 
     next_seq: int
     gaps: tuple[tuple[int, int], ...] = ()  # sorted, disjoint [lo, hi) ranges
@@ -53,14 +55,16 @@ class KeyState:
         return cls(int(data[0]), tuple((int(lo), int(hi)) for lo, hi in data[1]), int(data[2]))
 
 
-@dataclass(frozen=True, slots=True)
-class SequenceVerdict:
+class SequenceVerdict(NamedTuple):
     cls: SequenceClass
     state: KeyState  # the state if this record is accepted (forwarded or dropped)
     gap_opened: bool = False
     gap_filled: bool = False
     gaps_forgotten: int = 0
     ambiguous: bool = False  # late only because state overflowed
+
+
+_IN_ORDER = SequenceClass.IN_ORDER
 
 
 def classify_sequence(state: KeyState | None, seq: int, max_gaps: int = MAX_GAPS) -> SequenceVerdict:
@@ -72,10 +76,10 @@ def classify_sequence(state: KeyState | None, seq: int, max_gaps: int = MAX_GAPS
     if state is None:
         # Numbers below the first one seen were never seen either: a record that
         # shows up there later is late (its predecessor was delayed), not a duplicate.
-        return SequenceVerdict(SequenceClass.IN_ORDER, KeyState(seq + 1, (), seq))
+        return SequenceVerdict(_IN_ORDER, KeyState(seq + 1, (), seq))
     nxt = state.next_seq
     if seq == nxt:
-        return SequenceVerdict(SequenceClass.IN_ORDER, KeyState(seq + 1, state.gaps, state.horizon))
+        return SequenceVerdict(_IN_ORDER, KeyState(seq + 1, state.gaps, state.horizon))
     if seq > nxt:
         gaps, horizon, forgotten = _bound(state.gaps + ((nxt, seq),), state.horizon, max_gaps)
         return SequenceVerdict(SequenceClass.GAP, KeyState(seq + 1, gaps, horizon), gap_opened=True,
