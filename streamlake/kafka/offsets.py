@@ -106,10 +106,12 @@ class OffsetAdmin:
         wanted = sorted(set(topics))
         if not wanted:
             return {}
-        described = await self._admin.describe_topics(wanted)
+        # All topics, never named ones: a named metadata lookup auto-creates a
+        # missing topic on brokers that allow it.
+        described = await self._admin.describe_topics()
         found: dict[str, list[int]] = {}
         for t in described:
-            if t["error_code"] == 0:
+            if t["error_code"] == 0 and t["topic"] in wanted:
                 found[t["topic"]] = sorted(p["partition"] for p in t["partitions"])
         missing = [t for t in wanted if t not in found]
         if missing:
