@@ -16,6 +16,8 @@ offsets are acked (and later committed) only after all of that succeeded.
 from __future__ import annotations
 
 import asyncio
+import enum
+import functools
 import logging
 import os
 import socket
@@ -33,6 +35,7 @@ from ..core.records import SourceRecord
 from ..core.sequence import KeyState
 from ..naming import table_name_for
 from ..partitioner import partition_for_key
+from .fastpath import write_table_rows
 from ..topology import Stream
 
 log = logging.getLogger("streamlake.ingest")
@@ -44,6 +47,9 @@ DLQ_BACKOFF_MAX = 30.0
 #: Larger values take the per-record path, where the producer checks the size
 #: and an oversized record fails alone instead of with its whole batch.
 BATCH_RECORD_LIMIT = 64 * 1024
+
+
+_partition_of = functools.lru_cache(maxsize=1 << 16)(partition_for_key)
 
 
 def worker_id() -> str:
@@ -63,6 +69,18 @@ def counters_key_for(stream: str, partition: int, partitions: int) -> bytes:
         if partition_for_key(key, partitions) == partition:
             return key
         i += 1
+
+
+class RecordPath(enum.Enum):
+    """How records reach the binding, and how results and state leave it."""
+
+    #: Faust's per-event path; sends and table writes join the transaction of
+    #: the source partition, committed with its offset.
+    EXACTLY_ONCE = "exactly_once"
+    #: A Faust agent with ``take_events`` batches; state written after each batch.
+    CLASSIC = "classic"
+    #: The batch fast path (fastpath.py); state written before each offset commit.
+    FAST = "fast"
 
 
 @dataclass(eq=False)
@@ -108,7 +126,7 @@ class StreamBinding:
         # Per partition, the highest offset processed of each input topic: the
         # mark below which a record is a re-read (see process_batch).
         self._processed: dict[int, dict[str, int]] = {}
-        self.buffer_state = False
+        self.path = RecordPath.EXACTLY_ONCE if self.settings.processing_guarantee == "exactly_once" else RecordPath.CLASSIC
         self._counter_keys = {p: counters_key_for(self.stream.name, p, self.partitions) for p in range(self.partitions)}
         self.agent = self.app.agent(self.source, name=f"ingest-{self.stream.name}", concurrency=1)(self._consume)
 
@@ -116,7 +134,7 @@ class StreamBinding:
 
     async def _consume(self, events_stream: faust.StreamT) -> None:
         await self.ensure_changelog_metadata()
-        if self.settings.processing_guarantee == "exactly_once":
+        if self.path is RecordPath.EXACTLY_ONCE:
             # One record per event: each send then joins the transaction of its
             # source partition, which Faust commits together with the offset.
             async for event in events_stream.events():
@@ -178,11 +196,15 @@ class StreamBinding:
                 results[p] = self._reprocess_with_failures(by_partition[p], failed)
         await self._dead_letter([l for r in results.values() for l in r.dead_letters])
         for partition, result in results.items():
-            self._store(partition, result)
+            self._buffer(partition, result)
             marks = self._processed_of(partition)
             for record in by_partition[partition]:
                 if record.offset > marks.get(record.topic, -1):
                     marks[record.topic] = record.offset
+        if self.path is RecordPath.EXACTLY_ONCE:
+            self.flush_state_in_transaction()
+        elif self.path is RecordPath.CLASSIC:
+            await self.flush_state()
         return list(results.values())
 
     def _processed_of(self, partition: int) -> dict[str, int]:
@@ -281,7 +303,7 @@ class StreamBinding:
         record goes through Faust's topic, which routes it into the
         transaction of its source partition.
         """
-        if not self.buffer_state:
+        if self.path is RecordPath.EXACTLY_ONCE:
             futures = [await self._enqueue(topic, k, v, p, h, ts) for p, k, v, h, ts in items]
             results = await asyncio.gather(*futures, return_exceptions=True)
             return [r if isinstance(r, BaseException) else None for r in results]
@@ -334,29 +356,54 @@ class StreamBinding:
             failed.set_exception(exc)
             return failed
 
-    def _store(self, partition: int, result: BatchResult) -> None:
-        """Buffer changed key states and the partition's counters; flush unless the fast path does it at commit."""
+    def _buffer(self, partition: int, result: BatchResult) -> None:
+        """Keep changed key states and the partition's counter deltas until the next flush."""
         self._dirty_states.update(result.states)
         self.counters.add(result.counters)
         pending = self._dirty_counters.get(partition)
         if pending is None:
             self._dirty_counters[partition] = pending = StreamCounters()
         pending.add(result.counters)
-        if not self.buffer_state:
-            self.flush_state()
 
-    def flush_state(self) -> None:
-        """Write buffered key states (one changelog record per dirty key) and counters to the tables."""
+    def _take_dirty(self) -> tuple[dict[bytes, tuple[int, Any]], dict[bytes, tuple[int, Any]]]:
+        """Rows to write, as key -> (partition, value), for the state and counters tables."""
         states, self._dirty_states = self._dirty_states, {}
         counters, self._dirty_counters = self._dirty_counters, {}
-        table = self.table
-        for key, state in states.items():
-            table[key] = state.to_json()
+        state_rows = {key: (_partition_of(key, self.partitions), state.to_json()) for key, state in states.items()}
+        counter_rows = {}
         for partition, delta in counters.items():
             ckey = self._counter_keys[partition]
             stored = StreamCounters.from_dict(self.counters_table.get(ckey) or {})
             stored.add(delta)
-            self.counters_table[ckey] = {**stored.to_dict(), "processed": dict(self._processed_of(partition))}
+            counter_rows[ckey] = (partition, {**stored.to_dict(), "processed": dict(self._processed_of(partition))})
+        return state_rows, counter_rows
+
+    async def flush_state(self) -> None:
+        """Write buffered state and counters (one changelog record per dirty key), acknowledged.
+
+        On failure the rows go back into the buffer and the write is retried
+        with backoff: offsets are not committed meanwhile, so nothing is lost.
+        """
+        state_rows, counter_rows = self._take_dirty()
+        delay = 0.5
+        while state_rows or counter_rows:
+            try:
+                await write_table_rows(self.app, self.table, state_rows)
+                state_rows = {}
+                await write_table_rows(self.app, self.counters_table, counter_rows)
+                return
+            except Exception as exc:
+                log.error("writing %s state to its changelog failed (%s: %s); retrying in %.1fs — "
+                          "offsets wait, nothing is lost", self.stream.name, type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, DLQ_BACKOFF_MAX)
+
+    def flush_state_in_transaction(self) -> None:
+        """exactly_once: write through Faust's tables so the changelog joins the open transaction."""
+        state_rows, counter_rows = self._take_dirty()
+        for table, rows in ((self.table, state_rows), (self.counters_table, counter_rows)):
+            for key, (_, value) in rows.items():
+                table[key] = value
 
 
 class _OpenBatch:

@@ -11,7 +11,7 @@ from ..catalog import Catalog, load_catalog
 from ..config import Settings, load_settings
 from ..kafka.client import ssl_context
 from ..topology import discover_streams
-from .binding import StreamBinding, bind_streams
+from .binding import RecordPath, StreamBinding, bind_streams
 from .fastpath import BatchTransport, check_faust_version
 from .startup import prepare_worker
 from .web import install_web_views
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None) -> StreamLakeApp:
     app.bindings = bind_streams(app, streams, settings, app.catalog)
     if app.use_fast_path:
         for binding in app.bindings:
-            binding.buffer_state = True
+            binding.path = RecordPath.FAST
             app.fast_bindings[binding.source_name] = binding
             app.fast_bindings[binding.retry_name] = binding
     install_web_views(app)

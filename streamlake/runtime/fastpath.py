@@ -26,7 +26,9 @@ import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence
 
 import faust
+import orjson
 from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
 from mode.utils.futures import notify
 
 from ..core.records import SourceRecord
@@ -70,7 +72,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         # Buffered per-key state and counters go to the changelog first; Faust
         # then flushes the producer before it commits the offsets.
         for binding in {id(b): b for b in self.fast_bindings().values()}.values():
-            binding.flush_state()
+            await binding.flush_state()
         return await super().force_commit(topics, start_new_transaction=start_new_transaction)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised by integration tests
@@ -205,3 +207,43 @@ class BatchConsumer(aiokafka_driver.Consumer):
 
 class BatchTransport(aiokafka_driver.Transport):
     Consumer = BatchConsumer
+
+
+async def write_table_rows(app: faust.App, table: Any, rows: Mapping[bytes, tuple[int, Any]]) -> None:
+    """Store rows in *table* and write them to its changelog; return once the broker acknowledged them.
+
+    *rows* maps a key to (partition, value). Faust's own ``table[key] = value``
+    costs a coroutine, a future and a buffered send per key, and its RocksDB
+    store needs a current event to know the partition; here each partition's
+    rows go out as record batches and the partition is explicit. The
+    changelog records are exactly what Faust writes (raw key, JSON value), so
+    recovery and standbys read them as usual.
+    """
+    if not rows:
+        return
+    store = table.data
+    rocksdb = hasattr(store, "_db_for_partition")
+    by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+    for key, (partition, value) in rows.items():
+        encoded = orjson.dumps(value)
+        if rocksdb:  # keep RocksDB's per-partition databases and key index as Faust would
+            store._db_for_partition(partition).put(key, encoded)
+            store._key_index[key] = partition
+        else:
+            store[key] = value
+        by_partition.setdefault(partition, []).append((key, encoded))
+    producer = app.producer._ensure_producer()
+    topic = table.changelog_topic.get_topic_name()
+    pending: list[tuple[int, asyncio.Future]] = []
+    for partition, items in by_partition.items():
+        batch = producer.create_batch()
+        for key, value in items:
+            if batch.append(key=key, value=value, timestamp=None, headers=[]) is None:
+                pending.append((partition, await producer.send_batch(batch, topic, partition=partition)))
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None, headers=[])
+        pending.append((partition, await producer.send_batch(batch, topic, partition=partition)))
+    for partition, future in pending:
+        meta = await future
+        if rocksdb:  # lets a restarted worker replay only the changelog's tail
+            store.set_persisted_offset(TP(topic, partition), meta.offset)

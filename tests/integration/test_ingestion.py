@@ -65,9 +65,16 @@ def get_json(url: str) -> dict:
         return json.loads(resp.read())
 
 
-@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
-async def test_scripted_mix_lands_exactly_where_the_rules_say(test_env, worker_factory, guarantee):
-    worker = worker_factory(STREAMLAKE_PROCESSING_GUARANTEE=guarantee)
+PATHS = {  # record path -> worker environment
+    "fast": {"STREAMLAKE_PROCESSING_GUARANTEE": "at_least_once", "STREAMLAKE_FAST_PATH": "1"},
+    "classic": {"STREAMLAKE_PROCESSING_GUARANTEE": "at_least_once", "STREAMLAKE_FAST_PATH": "0"},
+    "exactly_once": {"STREAMLAKE_PROCESSING_GUARANTEE": "exactly_once"},
+}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+async def test_scripted_mix_lands_exactly_where_the_rules_say(test_env, worker_factory, path):
+    worker = worker_factory(**PATHS[path])
     bootstrap = test_env.broker.bootstrap
     p = test_env.prefix
     records = [rec for rec, _ in SCRIPT]
@@ -130,16 +137,17 @@ async def test_scripted_mix_lands_exactly_where_the_rules_say(test_env, worker_f
     assert worker.proc.poll() is None, "the worker must survive every malformed input"
 
 
-async def test_restart_recovers_sequence_state_from_the_changelog(test_env, worker_factory):
+@pytest.mark.parametrize("path", list(PATHS))
+async def test_restart_recovers_sequence_state_from_the_changelog(test_env, worker_factory, path):
     bootstrap = test_env.broker.bootstrap
     raw_topic = f"{test_env.prefix}.sales.orders.raw.v1"
-    first = worker_factory("before")
+    first = worker_factory("before", **PATHS[path])
     await produce(bootstrap, raw_topic, [order("K", s) for s in (1, 2, 4)], PARTITIONS)  # gap at 3
     await read_topic(bootstrap, f"{test_env.prefix}.sales.orders.valid.v1", min_count=3)
     first.stop()
     assert first.proc.returncode is not None
 
-    second = worker_factory("after")
+    second = worker_factory("after", **PATHS[path])
     # 2 again: a duplicate only if state survived (lost state would make it a new baseline).
     # 3: late only if the recorded gap survived. 5: in order only if next=5 survived.
     await produce(bootstrap, raw_topic, [order("K", s) for s in (2, 3, 5)], PARTITIONS)
