@@ -71,3 +71,24 @@ def print_simple(title: str, headers: list[str], rows: list[list[str]], markdown
     else:
         print(f"\n{title}\n")
         print(text_table(headers, rows))
+
+
+def main() -> None:
+    """``python -m bench.report REPORT.json [--markdown]``: print a saved ``--json`` report again."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m bench.report")
+    parser.add_argument("report")
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    with open(args.report) as fh:
+        report = json.load(fh)
+    if "workload" in report:
+        print_throughput(report, args.markdown)
+    else:
+        print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
