@@ -70,6 +70,7 @@ PATHS = {  # record path -> worker environment
     "classic": {"STREAMLAKE_PROCESSING_GUARANTEE": "at_least_once", "STREAMLAKE_FAST_PATH": "0"},
     "exactly_once": {"STREAMLAKE_PROCESSING_GUARANTEE": "exactly_once"},
 }
+STORES = {"memory": {}, "rocksdb": {"STREAMLAKE_STORE": "rocksdb://"}}
 
 
 @pytest.mark.parametrize("path", list(PATHS))
@@ -137,17 +138,19 @@ async def test_scripted_mix_lands_exactly_where_the_rules_say(test_env, worker_f
     assert worker.proc.poll() is None, "the worker must survive every malformed input"
 
 
-@pytest.mark.parametrize("path", list(PATHS))
-async def test_restart_recovers_sequence_state_from_the_changelog(test_env, worker_factory, path):
+@pytest.mark.parametrize("path,store", [(p, "memory") for p in PATHS] + [("fast", "rocksdb")])
+async def test_restart_recovers_sequence_state_from_the_changelog(test_env, worker_factory, path, store):
     bootstrap = test_env.broker.bootstrap
     raw_topic = f"{test_env.prefix}.sales.orders.raw.v1"
-    first = worker_factory("before", **PATHS[path])
+    # RocksDB restarts in the same data dir, so it resumes from its persisted changelog offsets.
+    names = ("w", "w") if store == "rocksdb" else ("before", "after")
+    first = worker_factory(names[0], **PATHS[path], **STORES[store])
     await produce(bootstrap, raw_topic, [order("K", s) for s in (1, 2, 4)], PARTITIONS)  # gap at 3
     await read_topic(bootstrap, f"{test_env.prefix}.sales.orders.valid.v1", min_count=3)
     first.stop()
     assert first.proc.returncode is not None
 
-    second = worker_factory("after", **PATHS[path])
+    second = worker_factory(names[1], **PATHS[path], **STORES[store])
     # 2 again: a duplicate only if state survived (lost state would make it a new baseline).
     # 3: late only if the recorded gap survived. 5: in order only if next=5 survived.
     await produce(bootstrap, raw_topic, [order("K", s) for s in (2, 3, 5)], PARTITIONS)
