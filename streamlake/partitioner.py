@@ -8,7 +8,9 @@ holds end to end. Pure: no Kafka client is imported here.
 
 from __future__ import annotations
 
-__all__ = ["murmur2", "partition_for_key"]
+import functools
+
+__all__ = ["murmur2", "partition_for_key", "cached_partition_for_key"]
 
 _SEED = 0x9747B28C
 _M = 0x5BD1E995
@@ -53,3 +55,7 @@ def partition_for_key(key: bytes, num_partitions: int) -> int:
     if num_partitions < 1:
         raise ValueError(f"num_partitions must be at least 1, got {num_partitions}")
     return (murmur2(key) & 0x7FFFFFFF) % num_partitions
+
+
+#: The hot path sees the same keys again and again: remember their partitions.
+cached_partition_for_key = functools.lru_cache(maxsize=1 << 16)(partition_for_key)

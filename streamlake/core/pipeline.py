@@ -9,14 +9,13 @@ which per-key states changed. Nothing here talks to Kafka.
 from __future__ import annotations
 
 import collections
-import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 import orjson
 
 from ..errors import RetryableError
-from ..partitioner import partition_for_key
+from ..partitioner import cached_partition_for_key as _partition_of
 from ..topology import JSON_TYPES, Action, Stream
 from .dlq import DeadLetter, Reason
 from .records import SourceRecord
@@ -192,9 +191,6 @@ def process_batch(stream: Stream, records: Iterable[SourceRecord],
         counters.forwarded += 1
         result.forwards.append(Forward(record, value))  # type: ignore[arg-type]
     return result
-
-
-_partition_of = functools.lru_cache(maxsize=1 << 16)(partition_for_key)
 
 
 def _accept(states: dict, key: bytes, old: KeyState | None, new: KeyState, counters: StreamCounters, verdict: Any) -> None:

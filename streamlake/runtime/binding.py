@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
 import logging
 import os
 import socket
@@ -34,9 +33,9 @@ from ..core.pipeline import BatchResult, Forward, StreamCounters, process_batch
 from ..core.records import SourceRecord
 from ..core.sequence import KeyState
 from ..naming import table_name_for
-from ..partitioner import partition_for_key
-from .fastpath import write_table_rows
+from ..partitioner import cached_partition_for_key, partition_for_key
 from ..topology import Stream
+from .fastpath import write_table_rows
 
 log = logging.getLogger("streamlake.ingest")
 
@@ -47,9 +46,6 @@ DLQ_BACKOFF_MAX = 30.0
 #: Larger values take the per-record path, where the producer checks the size
 #: and an oversized record fails alone instead of with its whole batch.
 BATCH_RECORD_LIMIT = 64 * 1024
-
-
-_partition_of = functools.lru_cache(maxsize=1 << 16)(partition_for_key)
 
 
 def worker_id() -> str:
@@ -369,7 +365,7 @@ class StreamBinding:
         """Rows to write, as key -> (partition, value), for the state and counters tables."""
         states, self._dirty_states = self._dirty_states, {}
         counters, self._dirty_counters = self._dirty_counters, {}
-        state_rows = {key: (_partition_of(key, self.partitions), state.to_json()) for key, state in states.items()}
+        state_rows = {key: (cached_partition_for_key(key, self.partitions), state.to_json()) for key, state in states.items()}
         counter_rows = {}
         for partition, delta in counters.items():
             ckey = self._counter_keys[partition]
