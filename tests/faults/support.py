@@ -147,6 +147,12 @@ class SteadyProducer(threading.Thread):
         self.error: BaseException | None = None
         self.started_at = 0.0
         self.finished_at = 0.0
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop sending (on a failed test, so nothing keeps producing into teardown)."""
+        self.cancelled.set()
+        self.join(timeout=self.delivery_timeout + 10)
 
     def run(self) -> None:
         try:
@@ -168,6 +174,8 @@ class SteadyProducer(threading.Thread):
             self.started_at = time.monotonic()
             window: list[asyncio.Future] = []
             for i, rec in enumerate(self.records):
+                if self.cancelled.is_set():
+                    return
                 due = self.started_at + i / self.rate
                 delay = due - time.monotonic()
                 if delay > 0:
@@ -257,7 +265,7 @@ def account(name: str, planned: list[Planned], source: list[Out], output: list[O
                 seen_valid.add(ks)
                 acc.forwarded += 1
             else:
-                acc.lost.append(ks)
+                acc.lost.append((*ks, rec.partition, rec.offset))
         elif coords in dlq_count:
             acc.dlq += 1
         else:
@@ -293,10 +301,31 @@ def wait_all_landed(bootstrap: str, planned: list[Planned], output_topic: str, d
         return all(have[v] >= n for v, n in want_dlq.items())
 
     start = time.monotonic()
-    output = asyncio.run(read_until(bootstrap, output_topic, all_out, timeout, isolation_level))
+    try:
+        output = asyncio.run(read_until(bootstrap, output_topic, all_out, timeout, isolation_level))
+    except AssertionError as exc:  # the accounting then names what is missing
+        print(f"\n{exc}", flush=True)
+        output = asyncio.run(read_until(bootstrap, output_topic, timeout=30, isolation_level=isolation_level))
     left = max(timeout - (time.monotonic() - start), 10.0)
-    dlq = asyncio.run(read_until(bootstrap, dlq_topic, all_dlq, left, isolation_level))
+    try:
+        dlq = asyncio.run(read_until(bootstrap, dlq_topic, all_dlq, left, isolation_level))
+    except AssertionError as exc:
+        print(f"\n{exc}", flush=True)
+        dlq = asyncio.run(read_until(bootstrap, dlq_topic, timeout=30, isolation_level=isolation_level))
     return output, dlq
+
+
+async def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
+    """The group's committed offsets (for diagnostics)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+    finally:
+        await admin.close()
 
 
 # -- dedicated brokers ---------------------------------------------------------------------
@@ -368,3 +397,37 @@ def dedicated_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Calla
 
 def worker_log_count(worker, text: str) -> int:
     return worker.log().count(text)
+
+
+def diagnose(env: TestEnv, acc: Accounting, bootstrap: str, source: str) -> None:
+    """On a loss, print what helps find it: committed offsets, error lines of every worker log."""
+    if not acc.lost and not acc.misplaced:
+        return
+    try:
+        committed = asyncio.run(committed_offsets(bootstrap, env.app_id))
+        print(f"committed offsets of {source}:",
+              sorted((p, o) for (t, p), o in committed.items() if t == source), flush=True)
+    except Exception as exc:  # diagnostics only
+        print(f"could not read committed offsets: {exc!r}")
+    for log in sorted(env.tmp.glob("*.log")):
+        lines = [line for line in log.read_text(errors="replace").splitlines()
+                 if "ERROR" in line or "Traceback" in line or "WARNING" in line]
+        print(f"--- {log.name}: {len(lines)} error/warning lines", *lines[-15:], sep="\n", flush=True)
+
+
+def group_stable(env: TestEnv, members: int) -> Callable[[], bool]:
+    """A condition: the group is Stable with *members* members, each owning source partitions."""
+    from streamlake.catalog import load_catalog
+    from streamlake.kafka.group_status import read_group_status
+    from streamlake.topology import discover_streams
+
+    settings = env.settings()
+    catalog = load_catalog(settings, discover_streams(settings.topologies_dir))
+    source = topics(env)[0]
+
+    def check() -> bool:
+        status = asyncio.run(read_group_status(settings, catalog))
+        owners = [m for m in status.members if any(t == source for t, _ in m.assignment)]
+        return status.state == "Stable" and len(status.members) == members and len(owners) == members
+
+    return check

@@ -1,0 +1,139 @@
+"""Kill -9: three workers under a steady producer; one is SIGKILLed every ~10 s and restarted.
+
+at_least_once: nothing is lost; a record forwarded twice (processed, then its
+offset not committed before the crash) is counted and reported.
+exactly_once: nothing is lost and nothing is forwarded twice, as seen by a
+read_committed consumer of the output and DLQ topics.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.faults.support import SteadyProducer, account, diagnose, group_stable, plan_workload, read_all, topics, wait_all_landed
+from tests.kafka_fixtures import wait_for
+
+KILL_INTERVAL = 10.0  # seconds between kills
+# rate x events: the load outlasts every kill, and stays a few thousand records. exactly_once is
+# known to fail (xfail below), so it runs fewer kills and waits less for the output to settle.
+PROFILE = {
+    "at_least_once": dict(rate=120.0, events=5400, kills=3, settle=150),
+    "exactly_once": dict(rate=60.0, events=1800, kills=2, settle=45),
+}
+
+
+class Supervisor(threading.Thread):
+    """Restart any worker that died without being killed, as a process supervisor would; note each crash."""
+
+    def __init__(self, worker_factory, env: dict[str, str]) -> None:
+        super().__init__(daemon=True, name="supervisor")
+        self.factory, self.env = worker_factory, env
+        self.slots: list = []
+        self.crashed: list[str] = []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.restarts = 0
+
+    def start_slot(self, name: str) -> None:
+        with self.lock:
+            self.slots.append(self.factory(name, wait=False, **self.env))
+
+    def kill_and_restart(self, slot: int, name: str):
+        with self.lock:
+            victim = self.slots[slot]
+            victim.kill()
+            self.slots[slot] = self.factory(name, wait=False, **self.env)
+            return victim
+
+    def ready(self, slot: int) -> bool:
+        return "Ready" in self.slots[slot].log()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            with self.lock:
+                for slot, worker in enumerate(self.slots):
+                    if worker.proc.poll() is not None:
+                        self.crashed.append(f"{worker.name} (exit {worker.proc.returncode}: {crash_reason(worker)})")
+                        self.restarts += 1
+                        self.slots[slot] = self.factory(f"w{slot}-c{self.restarts}", wait=False, **self.env)
+
+
+def run_kill_loop(test_env, worker_factory, guarantee: str, seed: int):
+    profile = PROFILE[guarantee]
+    sup = Supervisor(worker_factory, {"STREAMLAKE_PROCESSING_GUARANTEE": guarantee})
+    for i in range(3):
+        sup.start_slot(f"w{i}")
+    for worker in list(sup.slots):
+        worker.wait_ready()
+    # Load starts once the group has settled: records that arrive on a partition with no committed
+    # offset while the group is still rebalancing can be lost (see test_startup_race.py).
+    wait_for(group_stable(test_env, 3), timeout=60, what="3 workers to share the partitions")
+    sup.start()
+    bootstrap = test_env.broker.bootstrap
+    source, output, dlq_topic = topics(test_env)
+    planned = plan_workload(profile["events"], keys=150, seed=seed)
+    producer = SteadyProducer(bootstrap, source, planned, profile["rate"])
+    producer.start()
+    kills: list[tuple[str, int]] = []
+    isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
+    try:
+        wait_for(lambda: producer.acked >= profile["rate"] * 3 or producer.error, timeout=30,
+                 what="the load to start")
+        next_kill = time.monotonic() + KILL_INTERVAL / 2
+        for k in range(profile["kills"]):
+            # the kill interval: a deadline, not a sleep; the load must keep moving meanwhile
+            acked_before = producer.acked
+            wait_for(lambda: time.monotonic() >= next_kill and producer.acked > acked_before or producer.error,
+                     timeout=KILL_INTERVAL + 30, interval=0.1, what="the next kill")
+            assert producer.error is None, producer.error
+            slot = k % 3
+            victim = sup.kill_and_restart(slot, f"w{slot}-r{k + 1}")
+            kills.append((victim.name, producer.acked))
+            next_kill = time.monotonic() + KILL_INTERVAL
+            wait_for(lambda: sup.ready(slot), timeout=120, what=f"worker slot {slot} to be back")
+        assert producer.is_alive() or producer.acked == len(planned), "the load must span every kill"
+        producer.join(timeout=len(planned) / profile["rate"] + 60)
+        assert producer.error is None, producer.error
+        assert producer.acked == len(planned)
+        out, dlq = wait_all_landed(bootstrap, planned, output, dlq_topic, timeout=profile["settle"],
+                                   isolation_level=isolation)
+    finally:
+        producer.cancel()
+        sup.done.set()
+        sup.join(5)
+    src = read_all(bootstrap, source)
+    acc = account(f"kill -9 {guarantee}", planned, src, out, dlq)
+    acc.report()
+    print(f"[kill -9 {guarantee}] kills (worker, records acked at the kill): {kills}; "
+          f"workers that crashed on their own (restarted): {sup.crashed or 'none'}; "
+          f"output read {isolation}: {len(out)} records, DLQ {len(dlq)} records", flush=True)
+    diagnose(test_env, acc, bootstrap, source)
+    acc.assert_complete()
+    return acc, sup.crashed
+
+
+def crash_reason(worker) -> str:
+    lines = [line for line in worker.log().splitlines() if "Crashed reason=" in line or "Error:" in line]
+    return lines[0].split("] ")[-1][:200] if lines else "no reason logged"
+
+
+def test_kill9_at_least_once_loses_nothing(test_env, worker_factory, record_property):
+    acc, crashed = run_kill_loop(test_env, worker_factory, "at_least_once", seed=9)
+    assert not crashed, f"workers crashed on their own: {crashed}"
+    record_property("duplicates_forwarded", acc.duplicates_forwarded)
+    assert acc.dropped > 0 and acc.dlq > 0, "the workload has deliberate duplicates and bad records"
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "Faust exactly_once: after a kill -9, a surviving worker's table recovery can crash with "
+    "ConsistencyError 'persisted offset for changelog topic partition is higher than the last offset in that "
+    "topic (highwater) (N > -1)' (faust-streaming/faust#158): the dead worker's open transaction keeps the "
+    "changelog's read_committed end offset from being read, and Faust treats that as lost data"))
+def test_kill9_exactly_once_loses_nothing_and_duplicates_nothing(test_env, worker_factory):
+    acc, crashed = run_kill_loop(test_env, worker_factory, "exactly_once", seed=10)
+    assert acc.duplicates_forwarded == 0, acc.line()
+    assert acc.dlq_duplicates == 0, acc.line()
+    assert not crashed, f"workers crashed on their own: {crashed}"
