@@ -58,6 +58,7 @@ class Settings:
     session_timeout: float = 10.0
     heartbeat_interval: float = 1.0
     commit_interval: float = 1.0
+    request_timeout: float = 30.0
     batch_size: int = 1000
     batch_within: float = 0.05
     fast_path: bool = True
@@ -98,6 +99,7 @@ ENV_OVERRIDES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "STREAMLAKE_DATADIR": ("datadir", str),
     "STREAMLAKE_SESSION_TIMEOUT": ("session_timeout", float),
     "STREAMLAKE_COMMIT_INTERVAL": ("commit_interval", float),
+    "STREAMLAKE_REQUEST_TIMEOUT": ("request_timeout", float),
     "STREAMLAKE_BATCH_SIZE": ("batch_size", int),
     "STREAMLAKE_FAST_PATH": ("fast_path", lambda v: v.strip().lower() not in ("0", "false", "no", "off")),
     "STREAMLAKE_DLQ_RETRY_ATTEMPTS": ("dlq_retry_attempts", int),
@@ -124,6 +126,7 @@ _FILE_KEYS: dict[tuple[str, str], str] = {
     ("kafka", "session_timeout"): "session_timeout",
     ("kafka", "heartbeat_interval"): "heartbeat_interval",
     ("kafka", "commit_interval"): "commit_interval",
+    ("kafka", "request_timeout"): "request_timeout",
     ("app", "id"): "app_id",
     ("app", "processing_guarantee"): "processing_guarantee",
     ("app", "store"): "store",

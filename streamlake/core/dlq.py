@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 from .records import Headers, SourceRecord
@@ -135,6 +135,11 @@ class DeadLetter:
     message: str
     exc_class: str = ""
     stacktrace: str = ""
+    shrink: int = 0  # how often the DLQ refused it as too large (see binding._dead_letter)
+
+    def shrunk(self) -> "DeadLetter":
+        """The same letter with less context, for a DLQ that refused it as too large."""
+        return replace(self, message=self.message[:200], stacktrace="", shrink=self.shrink + 1)
 
     @property
     def stage(self) -> Stage:

@@ -46,6 +46,8 @@ DLQ_BACKOFF_MAX = 30.0
 #: Larger values take the per-record path, where the producer checks the size
 #: and an oversized record fails alone instead of with its whole batch.
 BATCH_RECORD_LIMIT = 64 * 1024
+#: On a DLQ record written without its value: the value's size in bytes.
+VALUE_OMITTED = "streamlake.dlq.value-omitted"
 
 
 def worker_id() -> str:
@@ -267,27 +269,48 @@ class StreamBinding:
         return result
 
     async def _dead_letter(self, letters: Iterable[DeadLetter]) -> None:
-        """Write DLQ records; on failure retry with backoff forever (never drop, never skip)."""
+        """Write DLQ records; on failure retry with backoff forever (never drop, never skip).
+
+        A DLQ record the topic refuses as too large is shrunk instead of
+        retried in vain: first without its stack trace, then without its value
+        (header ``streamlake.dlq.value-omitted`` gives the value's size; the
+        bytes stay in the source topic at the origin offset the headers name).
+        """
         pending = list(letters)
         delay = 0.5
         while pending:
             now_ms = int(time.time() * 1000)
-            outcomes = await self._produce(self.dlq, [
-                (l.record.partition % self.dlq_partitions, l.record.key, l.record.value,
-                 build_dlq_headers(l, self.settings.app_id, self.worker, now_ms), None)
-                for l in pending
-            ])
+            outcomes = await self._produce(self.dlq, [self._dlq_item(l, now_ms) for l in pending])
             failures = [(l, o) for l, o in zip(pending, outcomes) if o is not None]
             if not failures:
                 return
-            letter, exc = failures[0]
-            log.error("DLQ topic %s not writable (%s: %s): %d record(s) from %s wait, retrying in %.1fs — "
-                      "the partition stalls, nothing is dropped or skipped",
-                      self.dlq_name, type(exc).__name__, exc, len(failures),
-                      sorted({f"{l.record.topic}[{l.record.partition}]" for l, _ in failures}), delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, DLQ_BACKOFF_MAX)
-            pending = [l for l, _ in failures]
+            retry, stalled = [], []
+            for letter, exc in failures:
+                if type(exc).__name__ in PERMANENT_SEND_ERRORS and letter.shrink < 2:
+                    log.error("DLQ record for %s[%d]@%d refused (%s); writing it smaller", letter.record.topic,
+                              letter.record.partition, letter.record.offset, type(exc).__name__)
+                    retry.append(letter.shrunk())
+                else:
+                    retry.append(letter)
+                    stalled.append((letter, exc))
+            if stalled:
+                letter, exc = stalled[0]
+                log.error("DLQ topic %s not writable (%s: %s): %d record(s) from %s wait, retrying in %.1fs — "
+                          "the partition stalls, nothing is dropped or skipped",
+                          self.dlq_name, type(exc).__name__, exc, len(stalled),
+                          sorted({f"{l.record.topic}[{l.record.partition}]" for l, _ in stalled}), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, DLQ_BACKOFF_MAX)
+            pending = retry
+
+    def _dlq_item(self, letter: DeadLetter, now_ms: int) -> tuple:
+        rec = letter.record
+        headers = build_dlq_headers(letter, self.settings.app_id, self.worker, now_ms)
+        value = rec.value
+        if letter.shrink >= 2 and value is not None:
+            headers.append((VALUE_OMITTED, str(len(value)).encode()))
+            value = None
+        return (rec.partition % self.dlq_partitions, rec.key, value, headers, None)
 
     async def _produce(self, topic: Any, items: Sequence[tuple[int, bytes | None, bytes | None, Any, int | None]]
                        ) -> list[BaseException | None]:

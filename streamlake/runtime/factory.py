@@ -39,6 +39,9 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         stream_wait_empty=True,
         consumer_auto_offset_reset="earliest",
         producer_max_request_size=4 * 1024 * 1024,  # DLQ records carry the original value plus context
+        # Fail a send after this long (Faust's default is 20 min) so an unwritable
+        # output or DLQ topic shows up in the log at once, and keeps showing up.
+        producer_request_timeout=settings.request_timeout,
     )
     credentials = _credentials(settings)
     if credentials is not None:

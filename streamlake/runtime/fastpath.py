@@ -106,6 +106,25 @@ class BatchConsumer(aiokafka_driver.Consumer):
         finally:
             self.diag.unset_flag("CONSUMER_FETCHING")
 
+    async def perform_seek(self) -> None:
+        """Seek to committed offsets, and a fast topic's uncommitted partitions to their beginning.
+
+        aiokafka's ``seek_to_committed`` leaves a partition without a committed
+        offset where its fetcher stood. Records fetched and then dropped by a
+        rebalance would be skipped there, and Faust's commit computation would
+        later commit past them. Going back to the beginning is what
+        ``auto_offset_reset=earliest`` means for such a partition; whatever was
+        already processed comes back as duplicates and is dropped.
+        """
+        await super().perform_seek()
+        fast = self.fast_bindings()
+        uncommitted = [tp for tp in self.assignment() if tp.topic in fast and not self._committed_offset.get(tp)]
+        if uncommitted:
+            await self._thread.seek_to_beginning(*(self._new_topicpartition(tp.topic, tp.partition)
+                                                   for tp in uncommitted))
+            for tp in uncommitted:
+                self._read_offset[tp] = None
+
     async def _seek_after_flow_stop(self) -> None:
         try:
             await self.perform_seek()

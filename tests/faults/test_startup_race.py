@@ -9,21 +9,16 @@ with no committed offset yet is not sought at all (aiokafka's
 stays after the discarded records; the next batch is acked and, because
 Faust's ``_new_offset`` checks for a gap at the head only when a committed
 offset is truthy, committed past them. The first records of those partitions
-never reach the output or the DLQ.
+never reach the output or the DLQ. The fast path's ``perform_seek`` now sends
+such partitions back to their beginning; this test keeps it that way.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from tests.faults.support import SteadyProducer, account, diagnose, plan_workload, read_all, topics, wait_all_landed
 from tests.kafka_fixtures import wait_for
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "framework bug: records fetched while flow is stopped for a rebalance are discarded, and a partition "
-    "without a committed offset is never sought back, so its first records are committed past unprocessed "
-    "(streamlake/runtime/fastpath.py _drain_messages + Faust/aiokafka seek_to_committed; see the docstring)"))
 def test_load_during_the_first_rebalances_loses_nothing(test_env, worker_factory):
     workers = [worker_factory(f"w{i}", wait=False) for i in range(3)]
     bootstrap = test_env.broker.bootstrap
