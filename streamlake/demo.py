@@ -27,7 +27,7 @@ from .broker import local
 from .catalog import Catalog, TopicRole, load_catalog
 from .config import Settings, load_settings, with_overrides
 from .core.pipeline import StreamCounters
-from .errors import BrokerError, StreamLakeError
+from .errors import StreamLakeError
 from .kafka.admin import ApplyOutcome, apply_catalog
 from .kafka.group_status import CountersReader, read_group_status
 from .kafka.sample_producer import produce_sample

@@ -66,6 +66,8 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestBroke
 class TestEnv:
     """Unique names for one test: a topic prefix and an app id (= consumer group)."""
 
+    __test__ = False  # not a test class, despite the name
+
     broker: TestBroker
     prefix: str
     app_id: str
@@ -206,25 +208,29 @@ async def produce(bootstrap: str, topic: str, records: list[dict], partitions: i
         await producer.stop()
 
 
-async def read_topic(bootstrap: str, topic: str, min_count: int = 0, timeout: float = 60.0) -> list[Out]:
-    """Read *topic* from the beginning until at least *min_count* records arrived.
+async def read_until(bootstrap: str, topic: str, done: Callable[[list[Out]], object] = lambda out: True,
+                     timeout: float = 60.0, isolation_level: str = "read_uncommitted") -> list[Out]:
+    """Read *topic* from the beginning until ``done(records)`` holds at a moment the end offsets are reached.
 
-    After reaching *min_count* it keeps reading until the end offsets are
-    reached (so extra, unexpected records are seen too).
+    ``isolation_level="read_committed"`` reads only committed transactional
+    records (and stops at the last stable offset), like a downstream consumer
+    of an exactly-once pipeline would.
     """
     import asyncio
 
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", isolation_level=isolation_level,
+                                max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024)
     await consumer.start()
     out: list[Out] = []
     try:
         deadline = time.monotonic() + timeout
-        partitions: set[int] | None = None
-        while partitions is None:
+        partitions = None
+        while not partitions:
             partitions = consumer.partitions_for_topic(topic)
-            if partitions is None:
+            if not partitions:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"topic {topic} does not exist")
                 await consumer._client.force_metadata_update()
@@ -233,15 +239,23 @@ async def read_topic(bootstrap: str, topic: str, min_count: int = 0, timeout: fl
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         while True:
-            batch = await consumer.getmany(*tps, timeout_ms=500)
-            for tp, msgs in batch.items():
-                out.extend(Out(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value, tuple(m.headers)) for m in msgs)
-            if len(out) >= min_count:
-                ends = await consumer.end_offsets(tps)
-                positions = [await consumer.position(tp) for tp in tps]
-                if all(pos >= ends[tp] for pos, tp in zip(positions, tps)):
-                    return sorted(out, key=lambda o: (o.partition, o.offset))
+            batch = await consumer.getmany(*tps, timeout_ms=300)
+            for msgs in batch.values():
+                out.extend(Out(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value, tuple(m.headers))
+                           for m in msgs)
+            ends = await consumer.end_offsets(tps)
+            caught_up = all([await consumer.position(tp) >= ends[tp] for tp in tps])
+            if caught_up and done(out):
+                return sorted(out, key=lambda o: (o.partition, o.offset))
             if time.monotonic() > deadline:
-                raise AssertionError(f"read {len(out)} of at least {min_count} records from {topic} in {timeout:.0f}s")
+                raise AssertionError(f"{topic}: condition not met after {timeout:.0f}s ({len(out)} records read)")
     finally:
         await consumer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, min_count: int = 0, timeout: float = 60.0) -> list[Out]:
+    """Read *topic* from the beginning until at least *min_count* records arrived and the end is reached.
+
+    Reading on to the end offsets means extra, unexpected records are seen too.
+    """
+    return await read_until(bootstrap, topic, lambda out: len(out) >= min_count, timeout)

@@ -157,7 +157,9 @@ def process_batch(stream: Stream, records: Iterable[SourceRecord],
         cls = verdict.cls
         counters.classes[cls.value] += 1
         action = getattr(policies, cls.value)
-        replayed = record.header(REPLAY_ID) is not None
+        # A replayed copy is re-emitted once: not again when its offset is re-read.
+        replayed = record.header(REPLAY_ID) is not None and not (
+            processed and record.offset <= processed.get(record.topic, -1))
         if cls is SequenceClass.DUPLICATE and replayed:
             action = Action.FORWARD  # a deliberate re-emit; the tracker stays where it is
             counters.replayed += 1

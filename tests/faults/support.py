@@ -26,7 +26,7 @@ import pytest
 from streamlake.broker import local
 from streamlake.core.dlq import H
 from streamlake.partitioner import partition_for_key
-from tests.kafka_fixtures import Out, TestBroker, TestEnv
+from tests.kafka_fixtures import Out, TestBroker, TestEnv, read_until
 
 PARTITIONS = 8  # conf/catalog.toml: sales.orders
 
@@ -38,49 +38,6 @@ def topics(env: TestEnv) -> tuple[str, str, str]:
 
 
 # -- reading topics ---------------------------------------------------------------
-
-async def read_until(bootstrap: str, topic: str, done: Callable[[list[Out]], object] = lambda out: True,
-                     timeout: float = 60.0, isolation_level: str = "read_uncommitted") -> list[Out]:
-    """Read *topic* from the beginning until ``done(records)`` holds at a moment the end offsets are reached.
-
-    ``isolation_level="read_committed"`` reads only committed transactional
-    records (and stops at the last stable offset), like a downstream consumer
-    of an exactly-once pipeline would.
-    """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", isolation_level=isolation_level,
-                                max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024)
-    await consumer.start()
-    out: list[Out] = []
-    try:
-        deadline = time.monotonic() + timeout
-        partitions = None
-        while not partitions:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"topic {topic} does not exist")
-                await consumer._client.force_metadata_update()
-                await asyncio.sleep(0.2)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        while True:
-            batch = await consumer.getmany(*tps, timeout_ms=300)
-            for msgs in batch.values():
-                out.extend(Out(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value, tuple(m.headers))
-                           for m in msgs)
-            ends = await consumer.end_offsets(tps)
-            caught_up = all([await consumer.position(tp) >= ends[tp] for tp in tps])
-            if caught_up and done(out):
-                return sorted(out, key=lambda o: (o.partition, o.offset))
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{topic}: condition not met after {timeout:.0f}s ({len(out)} records read)")
-    finally:
-        await consumer.stop()
-
 
 def read_all(bootstrap: str, topic: str, **kwargs) -> list[Out]:
     return asyncio.run(read_until(bootstrap, topic, **kwargs))

@@ -14,12 +14,10 @@ import asyncio
 import time
 
 import orjson
-import pytest
-
 from streamlake.partitioner import partition_for_key
 from tests.faults.support import (
     PARTITIONS, Planned, SteadyProducer, account, committed_offsets, diagnose, plan_workload, read_all,
-    read_until, topics, wait_all_landed,
+    topics, wait_all_landed,
 )
 from tests.kafka_fixtures import produce, wait_for
 

@@ -14,13 +14,13 @@ import urllib.request
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from streamlake.core.dlq import H
 from streamlake.dlq_ops import RedriveMode, redrive_dlq
 from streamlake.dlq_policy import DlqFilter
 from streamlake.kafka.client import client_kwargs
-from tests.kafka_fixtures import ROOT, TestEnv, wait_for
+from tests.kafka_fixtures import ROOT, TestEnv, read_until, wait_for
 
 PARTITIONS = 2
 
@@ -66,24 +66,7 @@ async def _produce(settings, topic: str, docs: list[dict]) -> None:
 
 
 async def _read(settings, topic: str) -> list:
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        cluster = await consumer._client.fetch_all_metadata()
-        parts = cluster.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out = []
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                out.extend(msgs)
-        return sorted(out, key=lambda m: (m.partition, m.offset))
-    finally:
-        await consumer.stop()
+    return await read_until(settings.bootstrap_servers, topic)
 
 
 def _counts(port: int) -> dict:

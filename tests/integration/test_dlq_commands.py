@@ -10,7 +10,7 @@ import time
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streamlake.core.dlq import DeadLetter, H, Reason, build_dlq_headers
@@ -18,7 +18,7 @@ from streamlake.core.records import SourceRecord
 from streamlake.dlq_ops import RedriveFault, RedriveMode, dlq_stats, export_dlq, inspect_dlq, redrive_dlq
 from streamlake.dlq_policy import REDRIVE_DLQ_OFFSET, REDRIVE_DLQ_PARTITION, REDRIVE_DLQ_TOPIC, REDRIVE_ID, DlqFilter
 from streamlake.kafka.client import client_kwargs
-from tests.kafka_fixtures import ROOT, TestEnv
+from tests.kafka_fixtures import ROOT, TestEnv, read_until
 
 PARTITIONS = 4
 
@@ -48,21 +48,7 @@ async def _produce(settings, topic: str, records: list[tuple[int, bytes | None, 
 
 
 async def _read_all(settings, topic: str) -> list:
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False,
-                                isolation_level="read_committed")
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out = []
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                out.extend(msgs)
-        return out
-    finally:
-        await consumer.stop()
+    return await read_until(settings.bootstrap_servers, topic, isolation_level="read_committed")
 
 
 def dead(source: str, partition: int, offset: int, key: bytes | None, value: bytes | None, reason: Reason,

@@ -126,13 +126,16 @@ async def test_scripted_mix_lands_exactly_where_the_rules_say(test_env, worker_f
     trace = next(d for d in dlq if d.header(H.REASON) == "invalid-json")
     assert trace.header(H.EXC_MESSAGE)
 
-    # Accounting: in = forwarded + dropped duplicates + DLQ, read from the worker.
+    # Accounting: in = forwarded + dropped duplicates + DLQ, read from the worker. Should a
+    # rebalance on a loaded machine make it read records again, those are dropped again
+    # (duplicate / already-in-dlq): forwards and DLQ records stay exact.
     url = f"http://127.0.0.1:{worker.web_port}/streamlake/counters"
-    counters = wait_for(lambda: (c := get_json(url)["sales.orders"])["records_in"] == len(SCRIPT) and c,
+    counters = wait_for(lambda: (c := get_json(url)["sales.orders"])["records_in"] >= len(SCRIPT) and c,
                         timeout=30, what="counters to include every record")
     assert counters["forwarded"] == len(expected_forward)
-    assert counters["dropped_duplicates"] == 2
     assert counters["dlq"] == len(expected_dlq)
+    assert counters["dropped_duplicates"] >= 2
+    assert set(counters["dropped_by_class"]) <= {"duplicate", "already-in-dlq"}
     assert counters["records_in"] == counters["forwarded"] + counters["dropped"] + counters["dlq"]
     assert counters["gaps_opened"] == 1
     assert worker.proc.poll() is None, "the worker must survive every malformed input"
@@ -159,7 +162,8 @@ async def test_restart_recovers_sequence_state_from_the_changelog(test_env, work
     assert [orjson.loads(o.value)["seq"] for o in out] == [1, 2, 4, 5]
     assert [(orjson.loads(d.value)["seq"], d.header(H.REASON)) for d in dlq] == [(3, "ordering-late")]
     url = f"http://127.0.0.1:{second.web_port}/streamlake/counters"
-    counters = wait_for(lambda: (c := get_json(url)["sales.orders"])["records_in"] == 3 and c, timeout=30,
+    counters = wait_for(lambda: (c := get_json(url)["sales.orders"])["records_in"] >= 3 and c, timeout=30,
                         what="the new worker to count 3 records")
-    assert counters["classes"] == {"duplicate": 1, "late": 1, "in_order": 1}
+    assert (counters["forwarded"], counters["dlq"]) == (1, 1)
+    assert set(counters["classes"]) == {"duplicate", "late", "in_order"}  # (counts grow only if re-read)
     assert counters["gaps_opened"] == 0

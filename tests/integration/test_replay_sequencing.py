@@ -62,9 +62,13 @@ async def test_reread_after_offset_reset_forwards_nothing_twice_and_does_not_flo
     await produce(bootstrap, raw, [order("K", 6)], PARTITIONS)  # behind the re-read history
     out = await read_topic(bootstrap, out_topic, min_count=5)
     assert seqs(out) == [1, 2, 4, 5, 6], "re-read records must not be forwarded again"
-    c = wait_for(lambda: (c := counters(second))["records_in"] == 7 and c, timeout=30, what="7 records counted")
-    assert c["dropped_by_class"] == {"duplicate": 4, "already-in-dlq": 2}
-    assert c["forwarded"] == 1 and c["dlq"] == 0
+    # A rebalance on a loaded machine may make the worker read some records again (at least once):
+    # whatever it reads twice is dropped again, so only the counts' shape is exact.
+    c = wait_for(lambda: (c := counters(second))["records_in"] >= 7 and c, timeout=60, what="7 records counted")
+    assert c["forwarded"] == 1 and c["dlq"] == 0, c
+    assert set(c["dropped_by_class"]) == {"duplicate", "already-in-dlq"}, c
+    assert c["dropped_by_class"]["duplicate"] >= 4 and c["dropped_by_class"]["already-in-dlq"] >= 2, c
+    assert c["records_in"] == c["forwarded"] + c["dropped"] + c["dlq"]
     assert len(await read_topic(bootstrap, dlq_topic, min_count=2)) == 2, "the DLQ must not be flooded"
 
 
@@ -106,5 +110,6 @@ async def test_window_replay_reemits_tagged_records_without_moving_the_tracker_b
     await produce(bootstrap, raw, [order("W", 4), order("W", 3)], PARTITIONS)
     out = await read_topic(bootstrap, out_topic, min_count=6)
     assert seqs(out)[5:] == [4], "4 is still in order and 3 still a duplicate: the tracker did not move back"
-    c = wait_for(lambda: (c := counters(worker))["records_in"] == 7 and c, timeout=30, what="7 records counted")
-    assert c["replayed"] == 2 and c["dropped_by_class"] == {"duplicate": 1}
+    c = wait_for(lambda: (c := counters(worker))["records_in"] >= 7 and c, timeout=30, what="7 records counted")
+    assert c["replayed"] == 2 and c["forwarded"] == 6
+    assert set(c["dropped_by_class"]) == {"duplicate"}

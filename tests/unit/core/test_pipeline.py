@@ -131,3 +131,19 @@ def test_dlq_headers_keep_originals_and_count_attempts():
     ctx2 = read_dlq_context(build_dlq_headers(again, "group", "host:2", now_ms=999))
     assert ctx2[H.ATTEMPT] == "2" and ctx2[H.FIRST_FAILED_AT] == "123"
     assert sum(1 for k, _ in build_dlq_headers(again, "g", "w", 1) if k == H.ATTEMPT) == 1
+
+
+def test_reread_record_that_went_to_the_dlq_is_not_dead_lettered_again():
+    first = run([order(0, "k", 1), order(1, "k", 3), order(2, "k", 2)])
+    assert [d.record.offset for d in first.dead_letters] == [2]
+    again = process_batch(ORDERS, [order(2, "k", 2)], {b"k": first.states[b"k"]}.get, 8,
+                          {"sales.orders.raw.v1": 2})
+    assert not again.dead_letters and again.counters.dropped_by_class == {"already-in-dlq": 1}
+
+
+def test_reread_replayed_copy_is_not_re_emitted_twice():
+    states = {b"k": run([order(0, "k", 1)]).states[b"k"]}
+    replay = order(7, "k", 1, headers=[("streamlake.replay.id", b"r1")])
+    assert len(process_batch(ORDERS, [replay], states.get, 8, {"sales.orders.raw.v1": 6}).forwards) == 1
+    reread = process_batch(ORDERS, [replay], states.get, 8, {"sales.orders.raw.v1": 7})
+    assert not reread.forwards and reread.counters.dropped_by_class == {"duplicate": 1}
