@@ -12,7 +12,7 @@ import traceback
 from dataclasses import dataclass, replace
 from typing import Mapping
 
-from .records import Headers, SourceRecord
+from .records import ConsumedRecord, Headers
 
 __all__ = [
     "Stage", "Reason", "DeadLetter", "H", "build_dlq_headers", "read_dlq_context",
@@ -130,7 +130,7 @@ SPRING_NAMES: Mapping[str, str] = {
 class DeadLetter:
     """A record the pipeline could not accept, and why."""
 
-    record: SourceRecord
+    record: ConsumedRecord
     reason: Reason
     message: str
     exc_class: str = ""
@@ -146,7 +146,7 @@ class DeadLetter:
         return self.reason.stage
 
     @classmethod
-    def from_exception(cls, record: SourceRecord, reason: Reason, exc: BaseException) -> "DeadLetter":
+    def from_exception(cls, record: ConsumedRecord, reason: Reason, exc: BaseException) -> "DeadLetter":
         trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         return cls(record, reason, str(exc), f"{type(exc).__module__}.{type(exc).__qualname__}", trace)
 

@@ -18,7 +18,7 @@ from ..errors import RetryableError
 from ..partitioner import cached_partition_for_key as _partition_of
 from ..topology import JSON_TYPES, Action, Stream
 from .dlq import DeadLetter, Reason
-from .records import SourceRecord
+from .records import ConsumedRecord, header_of
 from .sequence import MAX_SEQUENCE, KeyState, SequenceClass, classify_sequence
 
 __all__ = ["Forward", "BatchResult", "StreamCounters", "process_batch", "REPLAY_ID", "RETURNED_FROM_DLQ"]
@@ -41,7 +41,7 @@ _ORDERING_REASON = {
 class Forward:
     """A record to produce to the output topic (same key, same headers)."""
 
-    record: SourceRecord
+    record: ConsumedRecord
     value: bytes
 
 
@@ -108,7 +108,7 @@ class _Reject(Exception):
         self.reason = reason
 
 
-def process_batch(stream: Stream, records: Iterable[SourceRecord],
+def process_batch(stream: Stream, records: Iterable[ConsumedRecord],
                   load_state: Callable[[bytes], KeyState | None],
                   partitions: int | None = None,
                   processed: Mapping[str, int] | None = None) -> BatchResult:
@@ -158,12 +158,12 @@ def process_batch(stream: Stream, records: Iterable[SourceRecord],
         counters.classes[cls.value] += 1
         action = getattr(policies, cls.value)
         # A replayed copy is re-emitted once: not again when its offset is re-read.
-        replayed = record.header(REPLAY_ID) is not None and not (
+        replayed = header_of(record, REPLAY_ID) is not None and not (
             processed and record.offset <= processed.get(record.topic, -1))
         if cls is SequenceClass.DUPLICATE and replayed:
             action = Action.FORWARD  # a deliberate re-emit; the tracker stays where it is
             counters.replayed += 1
-        elif cls is SequenceClass.LATE and record.header(RETURNED_FROM_DLQ) is not None:
+        elif cls is SequenceClass.LATE and header_of(record, RETURNED_FROM_DLQ) is not None:
             action = Action.FORWARD  # retried or redriven: accept it and fill its gap
         if action is Action.DLQ:
             dead(result, DeadLetter(record, _ORDERING_REASON[cls],
@@ -266,9 +266,9 @@ def _key(doc: dict, key_field: str, record_key: bytes | None) -> bytes:
     return key
 
 
-def _sequence(doc: dict, record: SourceRecord, stream: Stream) -> int:
+def _sequence(doc: dict, record: ConsumedRecord, stream: Stream) -> int:
     if stream.sequence_header:
-        raw = record.header(stream.sequence_header)
+        raw = header_of(record, stream.sequence_header)
         if raw is None:
             raise _Reject(Reason.MISSING_SEQUENCE, f"header {stream.sequence_header!r} is missing")
         text = raw.decode("ascii", "replace").strip()

@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Protocol, Sequence
 
 Headers = Sequence[tuple[str, bytes]]
+
+
+class ConsumedRecord(Protocol):
+    """What the core reads from a record: aiokafka's ``ConsumerRecord`` has it, and so does :class:`SourceRecord`.
+
+    The fast path hands aiokafka's records to the core as they are, so
+    building a second object per record is not on the hot path.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int  # ms since the epoch
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+
+def header_of(record: ConsumedRecord, name: str) -> bytes | None:
+    """The last value of header *name* on *record*, or None."""
+    found = None
+    for hname, hvalue in record.headers:
+        if hname == name:
+            found = hvalue
+    return found
 
 
 class SourceRecord(NamedTuple):
@@ -24,8 +49,4 @@ class SourceRecord(NamedTuple):
 
     def header(self, name: str) -> bytes | None:
         """The last value of header *name*, or None."""
-        found = None
-        for hname, hvalue in self.headers:
-            if hname == name:
-                found = hvalue
-        return found
+        return header_of(self, name)

@@ -30,7 +30,7 @@ from ..catalog import Catalog, TopicRole
 from ..config import Settings
 from ..core.dlq import DeadLetter, Reason, build_dlq_headers
 from ..core.pipeline import BatchResult, Forward, StreamCounters, process_batch
-from ..core.records import SourceRecord
+from ..core.records import ConsumedRecord, SourceRecord
 from ..core.sequence import KeyState
 from ..naming import table_name_for
 from ..partitioner import cached_partition_for_key, partition_for_key
@@ -155,7 +155,7 @@ class StreamBinding:
             await table.changelog_topic.maybe_declare()
             await producer._ensure_producer().partitions_for(table.changelog_topic.get_topic_name())
 
-    async def handle_batch_until_done(self, records: Sequence[SourceRecord]) -> None:
+    async def handle_batch_until_done(self, records: Sequence[ConsumedRecord]) -> None:
         """Handle a batch; on an unexpected error, log it and try the same batch again.
 
         Faust acks a batch once the agent moves on, even after an exception, so
@@ -177,13 +177,13 @@ class StreamBinding:
 
     # -- one batch, whatever path delivered it
 
-    async def handle_batch(self, records: Sequence[SourceRecord]) -> list[BatchResult]:
+    async def handle_batch(self, records: Sequence[ConsumedRecord]) -> list[BatchResult]:
         """Decide, produce, wait for acknowledgements, store state. Never raises for a bad record.
 
         The batch is split by partition: keys never span partitions, so this
         changes no verdict and keeps the counters exact per partition.
         """
-        by_partition: dict[int, list[SourceRecord]] = {}
+        by_partition: dict[int, list[ConsumedRecord]] = {}
         for record in records:
             by_partition.setdefault(record.partition, []).append(record)
         results = {p: process_batch(self.stream, recs, self._load_state, self.partitions, self._processed_of(p))
@@ -247,14 +247,14 @@ class StreamBinding:
             pending = [fwd for fwd, _ in retry]
         return failed
 
-    def _reprocess_with_failures(self, records: Sequence[SourceRecord],
+    def _reprocess_with_failures(self, records: Sequence[ConsumedRecord],
                                  failed: dict[tuple[str, int, int], DeadLetter]) -> BatchResult:
         """Recompute the batch's states as if the refused forwards had gone to the DLQ.
 
         Keeps the rule that a DLQ record never counts as seen. Forwards already
         acknowledged are not sent again.
         """
-        def coords(r: SourceRecord) -> tuple[str, int, int]:
+        def coords(r: ConsumedRecord) -> tuple[str, int, int]:
             return (r.topic, r.partition, r.offset)
 
         kept = [r for r in records if coords(r) not in failed]

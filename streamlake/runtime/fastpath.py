@@ -31,7 +31,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 from mode.utils.futures import notify
 
-from ..core.records import SourceRecord
+from ..core.records import ConsumedRecord
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ log = logging.getLogger("streamlake.fastpath")
 
 PINNED_FAUST_VERSION = "0.15.3"
 
-BatchHandler = Callable[[Sequence[SourceRecord]], Awaitable[Any]]
+BatchHandler = Callable[[Sequence[ConsumedRecord]], Awaitable[Any]]
 
 
 def check_faust_version(version: str = faust.__version__) -> None:
@@ -65,15 +65,33 @@ class _BatchToken:
 class BatchConsumer(aiokafka_driver.Consumer):
     """Faust's aiokafka Consumer with a batch drain loop for StreamLake's source topics."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._committing = False
+        #: (generation, spans) of batches that finished while a commit was flushing state.
+        self._deferred_acks: list[tuple[int, Mapping[Any, tuple[int, int]]]] = []
+
     def fast_bindings(self) -> Mapping[str, "StreamBinding"]:
         return getattr(self.app, "fast_bindings", {})
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
-        # Buffered per-key state and counters go to the changelog first; Faust
-        # then flushes the producer before it commits the offsets.
-        for binding in {id(b): b for b in self.fast_bindings().values()}.values():
-            await binding.flush_state()
-        return await super().force_commit(topics, start_new_transaction=start_new_transaction)
+        """Flush buffered state and counters to the changelog, then let Faust commit.
+
+        A batch that finishes while this runs has its state in the next flush,
+        so its ack waits until this commit has computed its offsets: a
+        committed offset never runs ahead of the state written for it.
+        """
+        self._committing = True
+        try:
+            for binding in {id(b): b for b in self.fast_bindings().values()}.values():
+                await binding.flush_state()
+            return await super().force_commit(topics, start_new_transaction=start_new_transaction)
+        finally:
+            self._committing = False
+            deferred, self._deferred_acks = self._deferred_acks, []
+            for generation, spans in deferred:
+                if generation == self.app.consumer_generation_id:
+                    self._bulk_ack(spans)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised by integration tests
         if not self.fast_bindings():
@@ -134,7 +152,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
     async def _drain_batch(self, records: Mapping[Any, list], active: Any) -> None:
         generation = self.app.consumer_generation_id
         fast = self.fast_bindings()
-        by_binding: dict[Any, list[SourceRecord]] = {}
+        by_binding: dict[Any, list[ConsumedRecord]] = {}
         spans: dict[Any, tuple[int, int]] = {}
         monitor = self.app.monitor
         now = time.monotonic()
@@ -151,10 +169,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             if monitor is not None and monitor.stream_inbound_time is not None:
                 monitor.stream_inbound_time[tp] = now
-            by_binding.setdefault(binding, []).extend(
-                SourceRecord(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value, tuple(r.headers or ()))
-                for r in fresh
-            )
+            by_binding.setdefault(binding, []).extend(fresh)  # aiokafka's records, as they are
             spans[tp] = (fresh[0].offset, fresh[-1].offset)
         if not by_binding:
             return
@@ -168,7 +183,10 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 # their owner. Their state is already buffered, so they come back as
                 # duplicates and are dropped, never forwarded twice... nor lost.
                 return
-            self._bulk_ack(spans)
+            if self._committing:
+                self._deferred_acks.append((generation, spans))
+            else:
+                self._bulk_ack(spans)
         finally:
             token.acked = True
             self._unacked_messages.discard(token)  # type: ignore[arg-type]
