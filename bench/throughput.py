@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import statistics
-import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path

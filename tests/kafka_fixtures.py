@@ -160,7 +160,19 @@ def worker_factory(test_env: TestEnv) -> Iterator[Callable[..., WorkerProcess]]:
         worker.stop(timeout=30)
 
 
-# -- producing and reading back ------------------------------------------------
+# -- creating, producing and reading back ---------------------------------------
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    """Create topics directly (not from the catalog), e.g. to set up a mismatch or a small DLQ."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+    finally:
+        await admin.close()
+
 
 @dataclass(frozen=True)
 class Out:

@@ -196,9 +196,10 @@ class StreamBinding:
         for partition, result in results.items():
             self._buffer(partition, result)
             marks = self._processed_of(partition)
-            for record in by_partition[partition]:
-                if record.offset > marks.get(record.topic, -1):
-                    marks[record.topic] = record.offset
+            # within a topic-partition records come in offset order: the last one is the highest
+            for topic, offset in {r.topic: r.offset for r in by_partition[partition]}.items():
+                if offset > marks.get(topic, -1):
+                    marks[topic] = offset
         if self.path is RecordPath.EXACTLY_ONCE:
             self.flush_state_in_transaction()
         elif self.path is RecordPath.CLASSIC:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping
 
 import faust
 import orjson
@@ -40,9 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamlake.fastpath")
 
 PINNED_FAUST_VERSION = "0.15.3"
-
-BatchHandler = Callable[[Sequence[ConsumedRecord]], Awaitable[Any]]
-
 
 def check_faust_version(version: str = faust.__version__) -> None:
     if version != PINNED_FAUST_VERSION:

@@ -19,7 +19,7 @@ from tests.faults.support import (
     PARTITIONS, Planned, SteadyProducer, account, committed_offsets, diagnose, plan_workload, read_all,
     topics, wait_all_landed,
 )
-from tests.kafka_fixtures import produce, wait_for
+from tests.kafka_fixtures import create_topics, produce, wait_for
 
 
 def test_broker_restart_mid_run_loses_nothing(dedicated_broker, test_env, worker_factory):
@@ -75,17 +75,6 @@ async def delete_topic(bootstrap: str, name: str) -> None:
         await admin.close()
 
 
-async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        await admin.close()
-
-
 def test_unwritable_dlq_stalls_then_resumes_without_loss(dedicated_broker, test_env, worker_factory):
     broker = dedicated_broker(auto_create=False)
     broker.use_for(test_env)
@@ -134,7 +123,7 @@ def test_unwritable_dlq_stalls_then_resumes_without_loss(dedicated_broker, test_
     sample = next((line for line in worker.log().splitlines() if error in line or refused in line), "")
 
     # The DLQ comes back: processing resumes on its own and everything is accounted for.
-    asyncio.run(create_topic(broker.bootstrap, dlq_topic, PARTITIONS))
+    asyncio.run(create_topics(broker.bootstrap, [dlq_topic], PARTITIONS))
     out, dlq = wait_all_landed(broker.bootstrap, planned, output, dlq_topic, timeout=90)
     acc = account("unwritable DLQ", planned, read_all(broker.bootstrap, source), out, dlq)
     acc.report()
@@ -151,7 +140,7 @@ def test_dlq_record_too_large_for_its_topic_is_written_without_its_value(test_en
     """A DLQ topic that cannot hold the original value must not stall the partition forever."""
     bootstrap = test_env.broker.bootstrap
     source, output, dlq_topic = topics(test_env)
-    asyncio.run(create_topic(bootstrap, dlq_topic, PARTITIONS))  # broker defaults: 1 MB records, not the catalog's 4 MB
+    asyncio.run(create_topics(bootstrap, [dlq_topic], PARTITIONS))  # broker defaults: 1 MB records, not the catalog's 4 MB
     worker_factory("small-dlq")
     big = b'{"order_id":"big","seq":1,"pad":"' + b"x" * 1_048_000  # truncated JSON: goes to the DLQ
     ok = orjson.dumps({"order_id": "big", "seq": 1})

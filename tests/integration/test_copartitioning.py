@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-from tests.kafka_fixtures import wait_for
-
-
-async def create(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        await admin.close()
+from tests.kafka_fixtures import create_topics, wait_for
 
 
 def test_worker_refuses_to_start_when_the_source_has_another_partition_count(test_env, worker_factory):
     source = f"{test_env.prefix}.sales.orders.raw.v1"
-    asyncio.run(create(test_env.broker.bootstrap, source, 4))  # the catalog says 8
+    asyncio.run(create_topics(test_env.broker.bootstrap, [source], 4))  # the catalog says 8
     worker = worker_factory("mismatch", wait=False)
     wait_for(lambda: worker.proc.poll() is not None, timeout=120, what="the worker to refuse to start")
     assert worker.proc.returncode != 0

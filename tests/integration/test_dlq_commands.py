@@ -11,14 +11,13 @@ import time
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streamlake.core.dlq import DeadLetter, H, Reason, build_dlq_headers
 from streamlake.core.records import SourceRecord
 from streamlake.dlq_ops import RedriveFault, RedriveMode, dlq_stats, export_dlq, inspect_dlq, redrive_dlq
 from streamlake.dlq_policy import REDRIVE_DLQ_OFFSET, REDRIVE_DLQ_PARTITION, REDRIVE_DLQ_TOPIC, REDRIVE_ID, DlqFilter
 from streamlake.kafka.client import client_kwargs
-from tests.kafka_fixtures import ROOT, TestEnv, read_until
+from tests.kafka_fixtures import ROOT, TestEnv, create_topics, read_until
 
 PARTITIONS = 4
 
@@ -29,12 +28,7 @@ def names(env: TestEnv) -> tuple[str, str]:
 
 
 async def _create(settings, *topics: str) -> None:
-    admin = AIOKafkaAdminClient(**client_kwargs(settings))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics])
-    finally:
-        await admin.close()
+    await create_topics(settings.bootstrap_servers, list(topics), PARTITIONS)
 
 
 async def _produce(settings, topic: str, records: list[tuple[int, bytes | None, bytes | None, list]]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.records_to_delete import RecordsToDelete
 from click.testing import CliRunner
 
@@ -64,12 +64,7 @@ def _kafka_datetime(ms: int, zone_hours: int = 0) -> str:
 
 
 async def _create_topic(settings: Settings, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(**client_kwargs(settings))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        await admin.close()
+    await fixtures.create_topics(settings.bootstrap_servers, [name], partitions)
 
 
 async def _produce(settings: Settings, topic: str, records: list[tuple[int, bytes | None, bytes, int, list]]) -> None:
