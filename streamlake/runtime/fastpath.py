@@ -7,20 +7,25 @@ straight to its stream binding, and leaves every other topic (changelogs,
 DLQ agents, anything user-defined) on Faust's normal per-message path.
 
 What it keeps from Faust: the consumer group, the assignor, tables and their
-changelogs, the commit timer and the commit-after-ack rule. A batch's
-offsets are put on Faust's acked lists only after every send of the batch has
-been acknowledged, and only if no rebalance happened meanwhile; a token in
-the unacked set makes a revoke wait for a batch in flight. Buffered table
+changelogs, the commit timer and the commit itself. What it owns: the read
+and commit positions of fast partitions (:class:`~streamlake.core.progress.ReadProgress`).
+Faust's own bookkeeping (read offsets, acked lists, gaps) races with its
+seeks during a rebalance and can commit past records nobody processed; here
+a position is established only by a seek to the committed offset, moves over
+contiguous lists only, and a commit names only what was processed. A token
+in the unacked set makes a revoke wait for a batch in flight. Buffered table
 state is flushed before each commit (see :meth:`BatchConsumer.force_commit`).
 
-It reaches into Faust internals (``_drain_messages``, ``_acked``,
-``_acked_index``, ``_read_offset``, ``_add_gap``, ``_unacked_messages``), so it
-is pinned to the Faust version below and refuses to run under another.
+It reaches into Faust internals (``_drain_messages``, ``_new_offset``,
+``_filter_tps_with_pending_acks``, ``_committed_offset``,
+``_unacked_messages``), so it is pinned to the Faust version below and
+refuses to run under another.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Mapping
@@ -31,6 +36,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 from mode.utils.futures import notify
 
+from ..core.progress import ReadProgress, Verdict
 from ..core.records import ConsumedRecord
 from ..errors import ConfigError
 
@@ -64,18 +70,22 @@ class BatchConsumer(aiokafka_driver.Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.progress: ReadProgress[TP] = ReadProgress()
         self._committing = False
+        self._seeking = 0
         #: (generation, spans) of batches that finished while a commit was flushing state.
-        self._deferred_acks: list[tuple[int, Mapping[Any, tuple[int, int]]]] = []
+        self._deferred_acks: list[tuple[int, Mapping[TP, tuple[int, int]]]] = []
 
     def fast_bindings(self) -> Mapping[str, "StreamBinding"]:
         return getattr(self.app, "fast_bindings", {})
+
+    # -- commits: only what ReadProgress says is done ---------------------------------
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         """Flush buffered state and counters to the changelog, then let Faust commit.
 
         A batch that finishes while this runs has its state in the next flush,
-        so its ack waits until this commit has computed its offsets: a
+        so its completion waits until this commit has computed its offsets: a
         committed offset never runs ahead of the state written for it.
         """
         self._committing = True
@@ -88,7 +98,57 @@ class BatchConsumer(aiokafka_driver.Consumer):
             deferred, self._deferred_acks = self._deferred_acks, []
             for generation, spans in deferred:
                 if generation == self.app.consumer_generation_id:
-                    self._bulk_ack(spans)
+                    self._complete(spans)
+
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Any:
+        fast = [tp for tp in self.progress.partitions()
+                if topics is None or tp in topics or tp.topic in topics]
+        return itertools.chain(super()._filter_tps_with_pending_acks(topics), fast)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        if tp.topic in self.fast_bindings():
+            return self.progress.committable(tp)
+        return super()._new_offset(tp)
+
+    def _complete(self, spans: Mapping[TP, tuple[int, int]]) -> None:
+        for tp, (start, end) in spans.items():
+            self.progress.complete(tp, start, end)
+
+    # -- positions: established by seeks to known offsets only ------------------------
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # After Faust's handler: a batch in flight finishes (and is committed) during its wait.
+        await super().on_partitions_revoked(revoked)
+        self.progress.forget(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
+        self.progress.forget()  # unknown until the seek that ends recovery
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def perform_seek(self) -> None:
+        """Seek to committed offsets, and establish where each fast partition's reading starts.
+
+        A fast partition without a committed offset is sought to its log start
+        (what ``auto_offset_reset=earliest`` means), explicitly: aiokafka's
+        ``seek_to_committed`` would leave it wherever its fetcher stood.
+        """
+        fast = self.fast_bindings()
+        self._seeking += 1
+        try:
+            mine = [tp for tp in self.assignment() if tp.topic in fast]
+            self.progress.forget(mine)
+            await super().perform_seek()
+            starts = {tp: self._committed_offset.get(tp) for tp in mine}
+            uncommitted = [tp for tp, offset in starts.items() if not offset]
+            if uncommitted:
+                earliest = await self.earliest_offsets(*uncommitted)
+                for tp in uncommitted:
+                    starts[tp] = earliest[tp]
+                    await self._seek(tp, earliest[tp])
+            for tp, offset in starts.items():
+                self.progress.establish(tp, offset)
+        finally:
+            self._seeking -= 1
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised by integration tests
         if not self.fast_bindings():
@@ -121,25 +181,6 @@ class BatchConsumer(aiokafka_driver.Consumer):
         finally:
             self.diag.unset_flag("CONSUMER_FETCHING")
 
-    async def perform_seek(self) -> None:
-        """Seek to committed offsets, and a fast topic's uncommitted partitions to their beginning.
-
-        aiokafka's ``seek_to_committed`` leaves a partition without a committed
-        offset where its fetcher stood. Records fetched and then dropped by a
-        rebalance would be skipped there, and Faust's commit computation would
-        later commit past them. Going back to the beginning is what
-        ``auto_offset_reset=earliest`` means for such a partition; whatever was
-        already processed comes back as duplicates and is dropped.
-        """
-        await super().perform_seek()
-        fast = self.fast_bindings()
-        uncommitted = [tp for tp in self.assignment() if tp.topic in fast and not self._committed_offset.get(tp)]
-        if uncommitted:
-            await self._thread.seek_to_beginning(*(self._new_topicpartition(tp.topic, tp.partition)
-                                                   for tp in uncommitted))
-            for tp in uncommitted:
-                self._read_offset[tp] = None
-
     async def _seek_after_flow_stop(self) -> None:
         try:
             await self.perform_seek()
@@ -150,24 +191,43 @@ class BatchConsumer(aiokafka_driver.Consumer):
         generation = self.app.consumer_generation_id
         fast = self.fast_bindings()
         by_binding: dict[Any, list[ConsumedRecord]] = {}
-        spans: dict[Any, tuple[int, int]] = {}
-        monitor = self.app.monitor
-        now = time.monotonic()
+        spans: dict[TP, tuple[int, int]] = {}
+        seek_back: dict[TP, int] = {}
+        unknown = False
+        classic: list[tuple[Any, list]] = []
+        # Decide every fast list before the first await, so no seek can slip in between.
         for tp, recs in records.items():
             if not recs or (active is not None and tp not in active and tp not in self._buffered_partitions):
-                continue
+                continue  # dropped: the next list for tp starts after a hole and is sent back
             binding = fast.get(tp.topic)
             if binding is None:
-                await self._deliver_classic(tp, recs, generation)
+                classic.append((tp, recs))
                 continue
-            fresh = await self._track_read(tp, recs)
-            if not fresh:
-                continue
-            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-            if monitor is not None and monitor.stream_inbound_time is not None:
+            admission = self.progress.admit(tp, recs)
+            if admission.verdict is Verdict.UNKNOWN:
+                unknown = True
+            elif admission.verdict is Verdict.SEEK_BACK:
+                seek_back[tp] = admission.offset
+            elif admission.records:
+                by_binding.setdefault(binding, []).extend(admission.records)  # aiokafka's records, as they are
+                spans[tp] = (admission.offset, admission.end)
+        now = time.monotonic()
+        monitor = self.app.monitor
+        for tp in spans:
+            monitor.track_tp_end_offset(tp, self.highwater(tp))
+            if monitor.stream_inbound_time is not None:
                 monitor.stream_inbound_time[tp] = now
-            by_binding.setdefault(binding, []).extend(fresh)  # aiokafka's records, as they are
-            spans[tp] = (fresh[0].offset, fresh[-1].offset)
+        for tp, recs in classic:
+            await self._deliver_classic(tp, recs, generation)
+        for tp, offset in seek_back.items():
+            log.info("%s: fetched records start after offset %d; reading again from there", tp, offset)
+            try:
+                await self._seek(tp, offset)
+            except Exception as exc:  # e.g. revoked meanwhile: the next assignment seeks anyway
+                log.warning("%s: seek to %d failed (%r); waiting for the next seek", tp, offset, exc)
+                self.progress.forget([tp])
+        if unknown and not self._seeking:
+            await self.perform_seek()
         if not by_binding:
             return
         token = _BatchToken()
@@ -176,51 +236,17 @@ class BatchConsumer(aiokafka_driver.Consumer):
             for binding, batch in by_binding.items():
                 await binding.handle_batch_until_done(batch)
             if self.app.consumer_generation_id != generation:
-                # A rebalance happened meanwhile: these records will be read again by
-                # their owner. Their state is already buffered, so they come back as
-                # duplicates and are dropped, never forwarded twice... nor lost.
+                # A rebalance happened meanwhile: the new owner reads these records again from
+                # the committed offset; their state is buffered, so they come back as duplicates.
                 return
             if self._committing:
                 self._deferred_acks.append((generation, spans))
             else:
-                self._bulk_ack(spans)
+                self._complete(spans)
         finally:
             token.acked = True
             self._unacked_messages.discard(token)  # type: ignore[arg-type]
             notify(self._waiting_for_ack)
-
-    async def _track_read(self, tp: Any, recs: list) -> list:
-        """Keep Faust's read-offset and gap bookkeeping; drop records already read.
-
-        For fast topics the read offset is the next offset expected (Faust sets
-        it to the committed position on assignment, which means the same).
-        """
-        expected = self._read_offset[tp]
-        if expected is not None:
-            recs = [r for r in recs if r.offset >= expected]
-            if not recs:
-                return recs
-        for r in recs:
-            if expected is not None and r.offset > expected:
-                # offsets skipped by compaction or transaction markers must not block commits
-                await self._add_gap(tp, expected, r.offset - 1)
-            expected = r.offset + 1
-        self._read_offset[tp] = expected
-        return recs
-
-    def _bulk_ack(self, spans: Mapping[Any, tuple[int, int]]) -> None:
-        for tp, (first, last) in spans.items():
-            committed = self._committed_offset[tp]
-            if committed is not None and first < committed:
-                first = committed
-            if first > last:
-                continue
-            offsets = range(first, last + 1)
-            index = self._acked_index[tp]
-            fresh = [o for o in offsets if o not in index] if index else list(offsets)
-            index.update(fresh)
-            self._acked[tp].extend(fresh)
-            self._n_acked += len(fresh)
 
     async def _deliver_classic(self, tp: Any, recs: list, generation: int) -> None:
         """Faust's own per-message path, for topics that are not StreamLake sources."""
