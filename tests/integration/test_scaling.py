@@ -126,7 +126,9 @@ def test_scale_up_crash_and_scale_down_lose_nothing(test_env, worker_factory, re
     print(f"\nscaling: produced {summary.produced}, counted in {counted.records_in} (reprocessed {reprocessed}), "
           f"forwarded {counted.forwarded} (output {len(out)}, duplicates forwarded {duplicates_forwarded}), "
           f"dropped {counted.dropped}, dlq {counted.dlq} (topic {len(dlq)})")
-    if reprocessed == 0:  # no record was read twice: the counts are exact
+    if reprocessed == 0:
+        # Every record was counted once, so the counts are exact. Duplicates forwarded may still
+        # be there: the killed worker's forwards since its last commit died uncounted with it,
+        # and their new owner forwarded and counted them again.
         assert (counted.forwarded, counted.dropped, counted.dlq) == (
             summary.expected_forwarded, summary.expected_dropped, summary.expected_dlq)
-        assert duplicates_forwarded == 0
