@@ -7,12 +7,14 @@ straight to its stream binding, and leaves every other topic (changelogs,
 DLQ agents, anything user-defined) on Faust's normal per-message path.
 
 What it keeps from Faust: the consumer group, the assignor, tables and their
-changelogs, the commit timer and the commit itself. What it owns: the read
-and commit positions of fast partitions (:class:`~streamlake.core.progress.ReadProgress`).
-Faust's own bookkeeping (read offsets, acked lists, gaps) races with its
-seeks during a rebalance and can commit past records nobody processed; here
-a position is established only by a seek to the committed offset, moves over
-contiguous lists only, and a commit names only what was processed. A token
+changelogs, the commit timer and the commit itself. What it owns
+(:class:`~streamlake.core.progress.ReadProgress`): the read and commit
+positions of fast partitions, and the read positions of other acked topics
+(the DLQ agents', whose acks stay Faust's). Faust's own bookkeeping (read
+offsets, acked lists, gaps) races with its seeks during a rebalance and can
+commit past records nobody processed; here a position is established only by
+a seek to the committed offset, moves over contiguous lists only, and a
+commit of a fast partition names only what was processed. A token
 in the unacked set makes a revoke wait for a batch in flight. Buffered table
 state is flushed before each commit (see :meth:`BatchConsumer.force_commit`).
 
@@ -100,9 +102,17 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 if generation == self.app.consumer_generation_id:
                     self._complete(spans)
 
+    def _positioned(self, topic: str) -> bool:
+        """Fast topics, and topics of Faust agents (DLQ agents): their positions come from ReadProgress.
+
+        Changelog topics are not acked and are sought by table recovery itself.
+        """
+        return topic in self.fast_bindings() or self.app.topics.acks_enabled_for(topic)
+
     def _filter_tps_with_pending_acks(self, topics: Any = None) -> Any:
-        fast = [tp for tp in self.progress.partitions()
-                if topics is None or tp in topics or tp.topic in topics]
+        fast_topics = self.fast_bindings()
+        fast = [tp for tp in self.progress.partitions() if tp.topic in fast_topics
+                and (topics is None or tp in topics or tp.topic in topics)]
         return itertools.chain(super()._filter_tps_with_pending_acks(topics), fast)
 
     def _new_offset(self, tp: TP) -> int | None:
@@ -126,16 +136,15 @@ class BatchConsumer(aiokafka_driver.Consumer):
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def perform_seek(self) -> None:
-        """Seek to committed offsets, and establish where each fast partition's reading starts.
+        """Seek to committed offsets, and establish where each positioned partition's reading starts.
 
-        A fast partition without a committed offset is sought to its log start
+        A partition without a committed offset is sought to its log start
         (what ``auto_offset_reset=earliest`` means), explicitly: aiokafka's
         ``seek_to_committed`` would leave it wherever its fetcher stood.
         """
-        fast = self.fast_bindings()
         self._seeking += 1
         try:
-            mine = [tp for tp in self.assignment() if tp.topic in fast]
+            mine = [tp for tp in self.assignment() if self._positioned(tp.topic)]
             self.progress.forget(mine)
             await super().perform_seek()
             starts = {tp: self._committed_offset.get(tp) for tp in mine}
@@ -194,21 +203,25 @@ class BatchConsumer(aiokafka_driver.Consumer):
         spans: dict[TP, tuple[int, int]] = {}
         seek_back: dict[TP, int] = {}
         unknown = False
-        classic: list[tuple[Any, list]] = []
+        classic: list[tuple[Any, list, int | None]] = []
         # Decide every fast list before the first await, so no seek can slip in between.
         for tp, recs in records.items():
             if not recs or (active is not None and tp not in active and tp not in self._buffered_partitions):
                 continue  # dropped: the next list for tp starts after a hole and is sent back
             binding = fast.get(tp.topic)
-            if binding is None:
-                classic.append((tp, recs))
+            if binding is None and not self._positioned(tp.topic):
+                classic.append((tp, recs, None))  # a changelog: table recovery owns its position
                 continue
             admission = self.progress.admit(tp, recs)
             if admission.verdict is Verdict.UNKNOWN:
                 unknown = True
             elif admission.verdict is Verdict.SEEK_BACK:
                 seek_back[tp] = admission.offset
-            elif admission.records:
+            elif not admission.records:
+                continue
+            elif binding is None:
+                classic.append((tp, admission.records, admission.offset))
+            else:
                 by_binding.setdefault(binding, []).extend(admission.records)  # aiokafka's records, as they are
                 spans[tp] = (admission.offset, admission.end)
         now = time.monotonic()
@@ -217,8 +230,8 @@ class BatchConsumer(aiokafka_driver.Consumer):
             monitor.track_tp_end_offset(tp, self.highwater(tp))
             if monitor.stream_inbound_time is not None:
                 monitor.stream_inbound_time[tp] = now
-        for tp, recs in classic:
-            await self._deliver_classic(tp, recs, generation)
+        for tp, recs, start in classic:
+            await self._deliver_classic(tp, recs, generation, start)
         for tp, offset in seek_back.items():
             log.info("%s: fetched records start after offset %d; reading again from there", tp, offset)
             try:
@@ -248,21 +261,31 @@ class BatchConsumer(aiokafka_driver.Consumer):
             self._unacked_messages.discard(token)  # type: ignore[arg-type]
             notify(self._waiting_for_ack)
 
-    async def _deliver_classic(self, tp: Any, recs: list, generation: int) -> None:
-        """Faust's own per-message path, for topics that are not StreamLake sources."""
+    async def _deliver_classic(self, tp: Any, recs: list, generation: int, start: int | None) -> None:
+        """Faust's own per-message path, for topics that are not StreamLake sources.
+
+        For an acked topic, *start* is where ReadProgress says this list
+        begins: every hole from there is real (a head hole was read again
+        first), so it joins Faust's gap tree and never blocks a commit.
+        """
         callback = self.callback
+        expected = start
         for record in recs:
             if self.app.consumer_generation_id != generation or not self.flow_active:
+                if start is not None:
+                    self.progress.forget([tp])  # the rest is read again after the next seek
                 return
             offset = record.offset
-            r_offset = self._read_offset[tp]
-            if r_offset is None or offset >= r_offset:
-                gap = offset - (r_offset or 0)
-                if gap > 1 and r_offset and self.app.topics.acks_enabled_for(record.topic):
-                    await self._add_gap(tp, r_offset + 1, offset)
-                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-                await self.wait_first(callback(self._to_message(tp, record)), self.suspend_flow.wait())
-                self._read_offset[tp] = offset
+            if start is None:
+                r_offset = self._read_offset[tp]
+                if r_offset is not None and offset < r_offset:
+                    continue
+            elif offset > expected:
+                await self._add_gap(tp, expected, offset - 1)
+            expected = offset + 1
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            await self.wait_first(callback(self._to_message(tp, record)), self.suspend_flow.wait())
+            self._read_offset[tp] = offset
 
 
 class BatchTransport(aiokafka_driver.Transport):

@@ -109,10 +109,16 @@ def run_kill_loop(test_env, worker_factory, guarantee: str, seed: int):
     acc.report()
     print(f"[kill -9 {guarantee}] kills (worker, records acked at the kill): {kills}; "
           f"workers that crashed on their own (restarted): {sup.crashed or 'none'}; "
-          f"output read {isolation}: {len(out)} records, DLQ {len(dlq)} records", flush=True)
+          f"output read {isolation}: {len(out)} records, DLQ {len(dlq)} records; "
+          f"head holes read again: {head_holes_read_again(test_env)}", flush=True)
     diagnose(test_env, acc, bootstrap, source)
     acc.assert_complete()
     return acc, sup.crashed
+
+
+def head_holes_read_again(env) -> int:
+    """How often a worker's fast path saw a list start past its position and read again from there."""
+    return sum(log.read_text(errors="replace").count("reading again from there") for log in env.tmp.glob("*.log"))
 
 
 def crash_reason(worker) -> str:
