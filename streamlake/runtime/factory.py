@@ -72,6 +72,8 @@ class StreamLakeApp(faust.App):
 
     fast_bindings: dict[str, StreamBinding]
     use_fast_path = False
+    #: StreamLake's consumer (fastpath.BatchConsumer): it owns read positions, fast path or not.
+    use_batch_consumer = False
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
@@ -79,7 +81,7 @@ class StreamLakeApp(faust.App):
             await prepare_worker(self.streamlake_settings, self.catalog, self.tables.values())
 
     def _new_transport(self) -> Any:
-        if self.use_fast_path:
+        if self.use_batch_consumer:
             return BatchTransport(self.conf.broker_consumer, self)
         return super()._new_transport()
 
@@ -94,8 +96,9 @@ def create_app(settings: Settings | None = None) -> StreamLakeApp:
     # exactly_once keeps Faust's per-event path: its sends must join Faust's
     # per-partition transactions, which the fast path bypasses. Decided before
     # binding, because declaring topics already creates the transport.
-    app.use_fast_path = settings.fast_path and settings.processing_guarantee == "at_least_once"
-    if app.use_fast_path:
+    app.use_batch_consumer = settings.processing_guarantee == "at_least_once"
+    app.use_fast_path = settings.fast_path and app.use_batch_consumer
+    if app.use_batch_consumer:
         check_faust_version()
     streams = discover_streams(settings.topologies_dir)
     app.catalog = load_catalog(settings, streams)

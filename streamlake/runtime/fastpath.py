@@ -52,8 +52,8 @@ PINNED_FAUST_VERSION = "0.15.3"
 def check_faust_version(version: str = faust.__version__) -> None:
     if version != PINNED_FAUST_VERSION:
         raise ConfigError(
-            f"the batch fast path is written against faust-streaming {PINNED_FAUST_VERSION}, found {version}; "
-            f"pin faust-streaming=={PINNED_FAUST_VERSION} or set STREAMLAKE_FAST_PATH=0"
+            f"StreamLake's consumer is written against faust-streaming {PINNED_FAUST_VERSION}, found {version}; "
+            f"pin faust-streaming=={PINNED_FAUST_VERSION}"
         )
 
 
@@ -160,8 +160,6 @@ class BatchConsumer(aiokafka_driver.Consumer):
             self._seeking -= 1
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised by integration tests
-        if not self.fast_bindings():
-            return await super()._drain_messages(fetcher)
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         try:

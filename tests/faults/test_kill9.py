@@ -1,7 +1,10 @@
 """Kill -9: three workers under a steady producer; one is SIGKILLed every ~10 s and restarted.
 
-at_least_once: nothing is lost; a record forwarded twice (processed, then its
-offset not committed before the crash) is counted and reported.
+at_least_once: nothing is lost, on the fast path and on the classic path
+(``fast_path = false``: a Faust agent, fed by StreamLake's consumer, which owns
+read positions; on Faust's own consumer one run lost 152 of 5,400 records);
+a record forwarded twice (processed, then its offset not committed before the
+crash) is counted and reported.
 exactly_once: nothing is lost and nothing is forwarded twice, as seen by a
 read_committed consumer of the output and DLQ topics.
 """
@@ -61,9 +64,10 @@ class Supervisor(threading.Thread):
                         self.slots[slot] = self.factory(f"w{slot}-c{self.restarts}", wait=False, **self.env)
 
 
-def run_kill_loop(test_env, worker_factory, guarantee: str, seed: int):
+def run_kill_loop(test_env, worker_factory, guarantee: str, seed: int, fast_path: bool = True):
     profile = PROFILE[guarantee]
-    sup = Supervisor(worker_factory, {"STREAMLAKE_PROCESSING_GUARANTEE": guarantee})
+    sup = Supervisor(worker_factory, {"STREAMLAKE_PROCESSING_GUARANTEE": guarantee,
+                                      "STREAMLAKE_FAST_PATH": "1" if fast_path else "0"})
     for i in range(3):
         sup.start_slot(f"w{i}")
     for worker in list(sup.slots):
@@ -126,8 +130,9 @@ def crash_reason(worker) -> str:
     return lines[0].split("] ")[-1][:200] if lines else "no reason logged"
 
 
-def test_kill9_at_least_once_loses_nothing(test_env, worker_factory, record_property):
-    acc, crashed = run_kill_loop(test_env, worker_factory, "at_least_once", seed=9)
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "classic-path"])
+def test_kill9_at_least_once_loses_nothing(test_env, worker_factory, record_property, fast_path):
+    acc, crashed = run_kill_loop(test_env, worker_factory, "at_least_once", seed=9, fast_path=fast_path)
     assert not crashed, f"workers crashed on their own: {crashed}"
     record_property("duplicates_forwarded", acc.duplicates_forwarded)
     assert acc.dropped > 0 and acc.dlq > 0, "the workload has deliberate duplicates and bad records"
