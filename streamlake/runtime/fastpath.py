@@ -4,7 +4,9 @@ Faust's per-record path (message objects, the conductor, channel queues,
 events, acks under a lock) costs about 220-250 µs a record. This module swaps
 in a Consumer whose drain loop hands every fetched batch of a *fast* topic
 straight to its stream binding, and leaves every other topic (changelogs,
-DLQ agents, anything user-defined) on Faust's normal per-message path.
+DLQ agents, anything user-defined) on Faust's normal per-message path. Every
+at_least_once worker runs this consumer: with the fast path off, the source
+topics go the per-message way too, to a classic Faust agent.
 
 What it keeps from Faust: the consumer group, the assignor, tables and their
 changelogs, the commit timer and the commit itself. What it owns
