@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import os
 import secrets
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 from streamlake.broker import local
 from streamlake.config import load_settings
 from streamlake.runtime.factory import faust_settings
-from tests.kafka_fixtures import ROOT, wait_for
+from tests.kafka_fixtures import ROOT, WorkerProcess, wait_for
 
 CLI_COMMANDS = [
     ["topics", "list"],
@@ -53,7 +52,8 @@ def test_sasl_secret_appears_in_no_output_log_or_file(test_env, worker_factory, 
     # A worker: Faust's banner, start-up, connection errors, at info and at debug level.
     worker = worker_factory("sasl", wait=False, **sasl)
     debug_log = tmp_path / "sasl-debug.log"
-    env = test_env.environ(**sasl, STREAMLAKE_WEB_PORT=str(local.free_port()),
+    debug_port = local.free_port()
+    env = test_env.environ(**sasl, STREAMLAKE_WEB_PORT=str(debug_port),
                            STREAMLAKE_DATADIR=str(tmp_path / "sasl-debug-data"))
     with open(debug_log, "wb") as log:
         debug = subprocess.Popen([sys.executable, "-m", "faust", "-A", "streamlake.app", "worker", "-l", "debug"],
@@ -68,13 +68,7 @@ def test_sasl_secret_appears_in_no_output_log_or_file(test_env, worker_factory, 
                  timeout=90, what="the workers to attempt a SASL connection")
     finally:
         worker.stop(timeout=20)
-        if debug.poll() is None:
-            os.killpg(debug.pid, 15)
-            try:
-                debug.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(debug.pid, 9)
-                debug.wait(10)
+        WorkerProcess("sasl-debug", debug, debug_log, debug_port).stop(timeout=20)
 
     # CLI commands (errors included).
     outputs: list[tuple[str, bytes]] = []
@@ -147,11 +141,6 @@ def test_broker_and_worker_web_bind_to_loopback(dedicated_broker, test_env, work
         assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
         assert listening(port) == {"127.0.0.1"}
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
+        WorkerProcess("web", proc, log_path, port).stop(timeout=30)
     print(f"\n[loopback] broker {broker.state.port} and controller {broker.state.controller_port}: 127.0.0.1 only; "
           f"worker web {port}: 127.0.0.1 only", flush=True)

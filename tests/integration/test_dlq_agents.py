@@ -69,22 +69,29 @@ async def _read(settings, topic: str) -> list:
     return await read_until(settings.bootstrap_servers, topic)
 
 
+def start_flaky_lab(test_env: TestEnv, worker_factory, flag_name: str, **extra_env: str):
+    """A worker on the lab.flaky topology, its transform failing while *flag_name* exists.
+
+    Returns (flag, settings, worker, source, output, dlq).
+    """
+    home = make_home(test_env.tmp)
+    flag = test_env.tmp / flag_name
+    flag.touch()
+    env = dict(STREAMLAKE_HOME=str(home), DLQ_TEST_FLAG=str(flag), **extra_env)
+    settings = test_env.settings(**env)
+    worker = worker_factory(**env)
+    source = f"{test_env.prefix}.lab.flaky.raw.v1"
+    return flag, settings, worker, source, f"{test_env.prefix}.lab.flaky.valid.v1", f"{source}.dlq"
+
+
 def _counts(port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/streamlake/dlq", timeout=5) as resp:
         return orjson.loads(resp.read())["lab.flaky"]
 
 
 def test_transient_failure_is_retried_until_it_succeeds_and_persistent_one_is_parked(test_env: TestEnv, worker_factory):
-    home = make_home(test_env.tmp)
-    flag = test_env.tmp / "still-failing"
-    flag.touch()
-    env = dict(STREAMLAKE_HOME=str(home), DLQ_TEST_FLAG=str(flag), STREAMLAKE_DLQ_RETRY_ATTEMPTS="4",
-               STREAMLAKE_DLQ_RETRY_BACKOFF="0.5")
-    settings = test_env.settings(**env)
-    worker = worker_factory(**env)
-    source = f"{test_env.prefix}.lab.flaky.raw.v1"
-    output = f"{test_env.prefix}.lab.flaky.valid.v1"
-    dlq = f"{source}.dlq"
+    flag, settings, worker, source, output, dlq = start_flaky_lab(
+        test_env, worker_factory, "still-failing", STREAMLAKE_DLQ_RETRY_ATTEMPTS="4", STREAMLAKE_DLQ_RETRY_BACKOFF="0.5")
 
     asyncio.run(_produce(settings, source, [
         {"order_id": "a", "seq": 1},
@@ -139,15 +146,7 @@ def test_transient_failure_is_retried_until_it_succeeds_and_persistent_one_is_pa
 
 def test_redrive_after_the_transform_is_fixed_lands_each_record_in_the_output_exactly_once(test_env: TestEnv,
                                                                                            worker_factory):
-    home = make_home(test_env.tmp)
-    flag = test_env.tmp / "bug-present"
-    flag.touch()
-    env = dict(STREAMLAKE_HOME=str(home), DLQ_TEST_FLAG=str(flag))
-    settings = test_env.settings(**env)
-    worker = worker_factory(**env)
-    source = f"{test_env.prefix}.lab.flaky.raw.v1"
-    output = f"{test_env.prefix}.lab.flaky.valid.v1"
-    dlq = f"{source}.dlq"
+    flag, settings, worker, source, output, dlq = start_flaky_lab(test_env, worker_factory, "bug-present")
     asyncio.run(_produce(settings, source, [
         {"order_id": "e", "seq": 1},
         {"order_id": "e", "seq": 2, "mode": "bug-until-flag"},
