@@ -1,4 +1,13 @@
-from streamlake.core.sequence import KeyState, SequenceClass, classify_sequence
+import pytest
+
+from streamlake.core.sequence import (
+    KeyState,
+    SequenceClass,
+    StateCodecError,
+    classify_sequence,
+    decode_key_state,
+    encode_key_state,
+)
 
 
 def run(seqs, max_gaps=64):
@@ -57,3 +66,36 @@ def test_number_below_the_baseline_is_late_not_duplicate():
     # The key's first record was delayed (or failed into the DLQ) and seq 5 set the baseline.
     classes, _ = run([5, 6, 3])
     assert classes[-1] is SequenceClass.LATE
+
+
+# -- changelog codec
+
+
+@pytest.mark.parametrize("state", [
+    KeyState(1, (), 0),
+    KeyState(2**32 - 1, (), 2**32 - 2),
+    KeyState(2**32, (), 5),
+    KeyState(2**63 - 1, (), 2**63 - 2),
+    KeyState(9, ((1, 3), (5, 7)), 1),
+    KeyState(100, tuple((i * 2, i * 2 + 1) for i in range(64)), 0),
+])
+def test_state_round_trips_through_the_binary_codec(state):
+    assert decode_key_state(encode_key_state(state)) == state
+
+
+def test_a_key_without_gaps_costs_nine_bytes_and_a_key_with_gaps_sixteen_more_per_gap():
+    assert len(encode_key_state(KeyState(43, (), 42))) == 9
+    assert len(encode_key_state(KeyState(2**40, (), 42))) == 17
+    assert len(encode_key_state(KeyState(43, ((3, 5), (7, 9)), 1))) == 17 + 2 * 16
+
+
+def test_values_written_as_json_before_the_codec_still_decode():
+    assert decode_key_state(b"[9,[[1,3],[5,7]],1]") == KeyState(9, ((1, 3), (5, 7)), 1)
+    assert decode_key_state(b"[43,[],0]") == KeyState(43, (), 0)
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x01short", b"\x03" + bytes(16), b"\x02" + bytes(16), b"\x02" + bytes(20),
+                                 b"\x07" + bytes(16), b"[1,", b'["a",[],0]'])
+def test_an_unreadable_state_is_a_clear_error(raw):
+    with pytest.raises(StateCodecError, match="per-key state"):
+        decode_key_state(raw)
