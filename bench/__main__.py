@@ -4,6 +4,10 @@
     python -m bench latency [options]         produce-to-forward latency at a steady offered load
     python -m bench seek [options]            offsets_for_times on a small and a large topic
     python -m bench recovery [options]        sequence-table recovery time and memory per 1M keys
+    python -m bench failover [options]        kill -9 of one of two workers: time until its partitions forward again
+
+Every run prints the machine and its load average at the start and at the end:
+on a shared machine, compare figures only as ratios within one run.
 """
 
 from __future__ import annotations
@@ -13,18 +17,18 @@ import asyncio
 import json
 import shlex
 import sys
-from typing import Callable
+from collections.abc import Callable
 
-from .common import bench_broker, machine
+from .common import bench_broker, load_average, machine
 
-COMMANDS = ("throughput", "latency", "seek", "recovery")
+COMMANDS = ("throughput", "latency", "seek", "recovery", "failover")
 
 
 def _paths(text: str) -> tuple[int, ...]:
     try:
         paths = tuple(int(p) for p in text.split(",") if p.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--paths takes numbers 1..5 separated by commas, not {text!r}")
+        raise argparse.ArgumentTypeError(f"--paths takes numbers 1..5 separated by commas, not {text!r}") from None
     if not paths or any(p not in (1, 2, 3, 4, 5) for p in paths):
         raise argparse.ArgumentTypeError(f"--paths takes numbers 1..5 separated by commas, not {text!r}")
     return paths
@@ -49,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="print the results as Markdown for docs/BENCHMARKS.md")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     t = p.add_argument_group("throughput")
-    t.add_argument("--records", type=int, default=200_000)
+    t.add_argument("--records", type=int, default=1_000_000, help="records to prefill (default 1M)")
     t.add_argument("--partitions", type=int, default=8)
     t.add_argument("--keys", type=int, default=10_000)
     t.add_argument("--repeat", type=int, default=3, help="repetitions per path; the median is reported")
@@ -70,7 +74,14 @@ def parser() -> argparse.ArgumentParser:
     sk.add_argument("--lookups", type=int, default=20, help="timestamp lookups per topic (default 20)")
     rc = p.add_argument_group("recovery")
     rc.add_argument("--tracked-keys", type=int, default=1_000_000, help="keys in the changelog (default 1M)")
-    rc.add_argument("--stores", type=_choices(("memory", "rocksdb")), default=("memory", "rocksdb"))
+    rc.add_argument("--stores", type=_choices(("memory", "rocksdb")), default=None,
+                    help="recovery: memory,rocksdb (default both); failover: default memory")
+    fo = p.add_argument_group("failover (also takes --tracked-keys and --stores)")
+    fo.add_argument("--standbys", type=_choices(("0", "1")), default=("0", "1"),
+                    help="standby replicas to compare (default 0,1)")
+    fo.add_argument("--session-timeout", type=float, default=6.0,
+                    help="the workers' session timeout in seconds (default 6, the broker's minimum)")
+    fo.add_argument("--failover-rate", type=int, default=2000, help="records/s offered during failover (default 2000)")
     return p
 
 
@@ -85,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench " + shlex.join(argv)
     info = machine()
     with bench_broker(args.broker, log=say) as url:
+        from .report import print_machine
         if args.command == "throughput":
             from .report import print_throughput
             from .throughput import Options, Run
@@ -93,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                            repeat=args.repeat, paths=args.paths, fast_path=args.fast_path,
                            guarantee=args.guarantee, keep_topics=args.keep_topics, log_level=args.log_level)
             report = asyncio.run(Run(opts, say).execute())
+            info["load_avg_at_end"] = load_average()
             report = {"command": command, "machine": info, **report}
             if args.json:
                 print(json.dumps(report, indent=2))
@@ -107,16 +120,27 @@ def main(argv: list[str] | None = None) -> int:
             from .seek import measure_seek, print_seek
             sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
             report = asyncio.run(measure_seek(url, sizes, args.partitions, args.lookups, say))
-        else:
+        elif args.command == "recovery":
             from .recovery import measure_recovery, print_recovery
-            report = asyncio.run(measure_recovery(url, args.tracked_keys, args.stores, args.partitions, say))
+            report = asyncio.run(measure_recovery(url, args.tracked_keys, args.stores or ("memory", "rocksdb"),
+                                                  args.partitions, say))
+        else:
+            from .failover import measure_failover, print_failover
+            report = asyncio.run(measure_failover(url, args.tracked_keys, tuple(int(s) for s in args.standbys),
+                                                  args.stores or ("memory",), args.partitions, args.failover_rate,
+                                                  args.session_timeout, say))
+        info["load_avg_at_end"] = load_average()
         report = {"command": command, "machine": info, **report}
         if args.json:
             print(json.dumps(report, indent=2))
         else:
-            {"latency": print_latency if args.command == "latency" else None,
-             "seek": print_seek if args.command == "seek" else None,
-             "recovery": print_recovery if args.command == "recovery" else None}[args.command](report, args.markdown)
+            printer = {"latency": print_latency if args.command == "latency" else None,
+                       "seek": print_seek if args.command == "seek" else None,
+                       "recovery": print_recovery if args.command == "recovery" else None,
+                       "failover": print_failover if args.command == "failover" else None}[args.command]
+            assert printer is not None
+            print_machine(info, args.markdown)
+            printer(report, args.markdown)
     return 0
 
 

@@ -10,16 +10,16 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from aiokafka.errors import KafkaError
 
 from streamlake.broker import local
-from streamlake.errors import StreamLakeError
 from streamlake.config import Settings
+from streamlake.errors import StreamLakeError
 from streamlake.kafka.offsets import OffsetAdmin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,8 +88,13 @@ def machine() -> dict:
         "python": platform.python_version(), "kernel": platform.release(),
         "faust": installed("faust-streaming"), "aiokafka": installed("aiokafka"),
         "quixstreams": installed("quixstreams"),
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "load_avg_at_start": load_average(),
     }
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages: printed with every run, at its start and its end."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 # -- memory -------------------------------------------------------------------
@@ -117,7 +122,7 @@ class Child:
     started: float
 
     @classmethod
-    def spawn(cls, name: str, argv: list[str], env: Mapping[str, str], log_path: Path) -> "Child":
+    def spawn(cls, name: str, argv: list[str], env: Mapping[str, str], log_path: Path) -> Child:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             started = time.monotonic()
@@ -176,7 +181,7 @@ class Progress:
 
 
 async def watch_group(child: Child, kafka: OffsetAdmin, group: str, source: str, partitions: int,
-                      output: str, timeout: float, poll: float = 0.1) -> Progress:
+                      output: str, limit_s: float, poll: float = 0.1) -> Progress:
     """Poll until *group*'s committed offsets reach the end of *source* on every partition.
 
     Times count from the child's spawn; nothing is subtracted. The child's
@@ -200,10 +205,10 @@ async def watch_group(child: Child, kafka: OffsetAdmin, group: str, source: str,
         if all(committed.get(tp, -1) >= end for tp, end in ends.items()):
             done = time.monotonic() - child.started
             return Progress(first_output or done, done, child.peak_rss_mb())
-        if now > timeout:
+        if now > limit_s:
             behind = {f"{t}[{p}]": end - committed.get((t, p), 0) for (t, p), end in ends.items()
                       if committed.get((t, p), -1) < end}
-            raise ChildFailed(f"{child.name} did not commit to the end within {timeout:.0f}s; behind: {behind}\n"
+            raise ChildFailed(f"{child.name} did not commit to the end within {limit_s:.0f}s; behind: {behind}\n"
                               f"{child.tail()}")
         await asyncio.sleep(poll)
 

@@ -12,7 +12,7 @@ import os
 import shutil
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -32,8 +32,8 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[i]
 
 
-async def wait_group_stable(kafka: OffsetAdmin, group: str, child: Child, timeout: float = 120) -> float:
-    deadline = time.monotonic() + timeout
+async def wait_group_stable(kafka: OffsetAdmin, group: str, child: Child, limit_s: float = 120) -> float:
+    deadline = time.monotonic() + limit_s
     while True:
         if not child.alive():
             raise ChildFailed(f"worker exited with {child.proc.returncode}:\n{child.tail()}")
@@ -44,7 +44,7 @@ async def wait_group_stable(kafka: OffsetAdmin, group: str, child: Child, timeou
         except Exception:  # the coordinator may not be there yet
             pass
         if time.monotonic() > deadline:
-            raise ChildFailed(f"the worker's group did not become stable in {timeout:.0f}s:\n{child.tail()}")
+            raise ChildFailed(f"the worker's group did not become stable in {limit_s:.0f}s:\n{child.tail()}")
         await asyncio.sleep(0.2)
 
 
@@ -105,7 +105,7 @@ async def measure_latency(url: str, rate: int, seconds: float, warmup: float, pa
         done.set()
         try:
             await asyncio.wait_for(reader, timeout=60)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             say(f"only {len(latencies)} of {total} records came out within 60s of the end")
         await producer.stop()
         await consumer.stop()

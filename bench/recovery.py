@@ -18,8 +18,8 @@ import asyncio
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import orjson
 
@@ -50,7 +50,7 @@ def dir_size_mb(path: Path) -> float:
     return round(total / 1024 / 1024, 1)
 
 
-async def time_recovery(name: str, env: dict[str, str], run_dir: Path, timeout: float) -> dict:
+async def time_recovery(name: str, env: dict[str, str], run_dir: Path, limit_s: float) -> dict:
     """Start a worker, wait for its first ``Recovery complete``, note time and memory, stop it."""
     port = free_port()
     env = env | {"STREAMLAKE_WEB_PORT": str(port)}
@@ -63,8 +63,8 @@ async def time_recovery(name: str, env: dict[str, str], run_dir: Path, timeout: 
                 seconds = time.monotonic() - child.started
                 await asyncio.sleep(0.5)  # let the last batch settle before reading memory
                 return {"seconds": round(seconds, 2), "rss_mb": child.rss_mb(), "peak_rss_mb": child.peak_rss_mb()}
-            if time.monotonic() - child.started > timeout:
-                raise ChildFailed(f"{name}: no '{DONE_LINE}' within {timeout:.0f}s:\n{child.tail()}")
+            if time.monotonic() - child.started > limit_s:
+                raise ChildFailed(f"{name}: no '{DONE_LINE}' within {limit_s:.0f}s:\n{child.tail()}")
             await asyncio.sleep(0.1)
     finally:
         child.stop(timeout=60)

@@ -17,7 +17,8 @@ def throughput_rows(report: dict) -> list[list[str]]:
             _num(r["first_output_s"], "{:.2f} s"),
             _num(r["records_per_s_after_first_output"]),
             r["output_check"],
-            ", ".join(f"{s['records_per_s']:,}" for s in r["samples"]) + (f" ERROR: {r['error']}" if r["error"] else ""),
+            ", ".join(f"{s['records_per_s']:,}" for s in r["samples"])
+            + (f" ERROR: {r['error']}" if r["error"] else ""),
         ])
     return rows
 
@@ -28,7 +29,7 @@ HEADERS = ["path", "what", "records/s (median)", "÷ path 2", "peak RSS", "first
 
 def text_table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
@@ -48,7 +49,14 @@ def workload_line(report: dict) -> str:
 def machine_line(m: dict) -> str:
     return (f"{m['nproc']} CPUs ({m['cpu']}), {m['memory_gb']} GB RAM, Python {m['python']}, "
             f"faust-streaming {m['faust']}, aiokafka {m['aiokafka']}, quixstreams {m['quixstreams']}, "
-            f"load average at start {m['load_avg_at_start']}")
+            f"load average at start {m['load_avg_at_start']}, at end {m.get('load_avg_at_end', '—')}")
+
+
+def print_machine(m: dict, markdown: bool) -> None:
+    if markdown:
+        print(f"Machine: {machine_line(m)}\n")
+    else:
+        print(f"\nmachine:  {machine_line(m)}")
 
 
 def print_throughput(report: dict, markdown: bool) -> None:

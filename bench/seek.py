@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from streamlake.kafka.offsets import OffsetAdmin
 

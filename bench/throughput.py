@@ -8,15 +8,25 @@ import os
 import shutil
 import statistics
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from streamlake.broker.local import free_port
 from streamlake.kafka.offsets import OffsetAdmin
 
-from .common import (PYTHON, ROOT, RUNS_DIR, Child, ChildFailed, broker_settings, delete_topics_with, end_offsets,
-                     run_tag, watch_group)
+from .common import (
+    PYTHON,
+    ROOT,
+    RUNS_DIR,
+    Child,
+    ChildFailed,
+    broker_settings,
+    delete_topics_with,
+    end_offsets,
+    run_tag,
+    watch_group,
+)
 from .workload import Workload, create_topics, make_workload, produce_workload
 
 PATH_NAMES = {
@@ -250,10 +260,10 @@ class Run:
                                                     stderr=asyncio.subprocess.PIPE)
         try:
             out, err = await asyncio.wait_for(proc.communicate(), self.timeout())
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
-            raise ChildFailed(f"path {number} did not finish within {self.timeout():.0f}s")
+            raise ChildFailed(f"path {number} did not finish within {self.timeout():.0f}s") from None
         if proc.returncode != 0:
             raise ChildFailed(f"path {number} exited with {proc.returncode}: {err.decode()[-2000:]}")
         data = json.loads(out.decode().strip().splitlines()[-1])
@@ -269,7 +279,7 @@ class Run:
         try:
             async with OffsetAdmin(broker_settings(self.opts.broker)) as kafka:
                 progress = await watch_group(child, kafka, group, source, self.opts.partitions, output,
-                                             timeout=self.timeout())
+                                             limit_s=self.timeout())
         finally:
             child.stop()
         return Sample(self.opts.records, progress.done_s or 0.0, progress.peak_rss_mb, progress.first_output_s,
