@@ -11,6 +11,7 @@ from __future__ import annotations
 from faust.cli.base import cli as faust_cli
 
 from .broker import broker
+from .console import console
 from .demo import demo
 from .dlq import dlq
 from .produce import produce_sample_command
@@ -22,6 +23,6 @@ __all__ = ["register_commands"]
 
 
 def register_commands() -> None:
-    for command in (broker, topics, replay, dlq, status, demo, produce_sample_command):
+    for command in (broker, topics, replay, dlq, status, demo, produce_sample_command, console):
         if command.name not in faust_cli.commands:
             faust_cli.add_command(command)

@@ -1,0 +1,254 @@
+"""The web console in a real browser (headless Chromium) against a real worker on the real broker.
+
+One worker ingests a load of valid records plus the DLQ-bound part of the
+hostile corpus (tests/faults) and values written to attack HTML. A console
+process (``streamlake console``) samples the broker. Chromium then checks:
+the overview shows the worker's own counters; the stream page lists every
+source partition with its owner; a hostile key, value and header render as
+text (no element, no script run); the redrive dry run counts exactly the
+records of its filter, and execute (behind the confirmation and the token)
+sends that many back. Screenshots go to ``.streamlake/test-artifacts/console/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from streamlake.broker import local
+from streamlake.partitioner import partition_for_key
+from tests.faults.support import PARTITIONS, topics
+from tests.faults.test_hostile_records import CORPUS, FORWARD
+from tests.kafka_fixtures import ROOT, TestEnv, produce, wait_for
+
+ARTIFACTS = ROOT / ".streamlake" / "test-artifacts" / "console"
+TOKEN = "console-test-token"  # noqa: S105 - a test value, passed through the environment like a real one
+
+#: Keys, values and headers that would run script or add elements if a page took them as HTML.
+XSS_KEY = '"><svg id="pwned-key" onload="window.__pwned=1">'
+XSS_VALUE = b'<script>window.__pwned=2</script><img id="pwned-value" src=x onerror="window.__pwned=3">'
+XSS_HEADER = ("<b id='pwned-header-name'>h</b>", b"</code></td><img id='pwned-header' src=x onerror=alert(1)>")
+
+
+def _chromium_driver(width: int = 1400, height: int = 1000):  # type: ignore[no-untyped-def]
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if browser is None or driver_path is None:
+        pytest.fail("chromium and chromedriver are needed for the console tests; run ./scripts/setup "
+                    "(it installs the Debian packages chromium and chromium-driver)", pytrace=False)
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                f"--window-size={width},{height}"):
+        opts.add_argument(arg)
+    opts.binary_location = browser
+    return webdriver.Chrome(service=Service(driver_path), options=opts)
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def _post_json(url: str, body: dict, headers: dict[str, str]) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=orjson.dumps(body), method="POST",
+                                     headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+class ConsoleProcess:
+    def __init__(self, env: TestEnv) -> None:
+        self.port = local.free_port()
+        self.log_path = env.tmp / "console.log"
+        self.url = f"http://127.0.0.1:{self.port}"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streamlake", "console", "--port", str(self.port), "--interval", "0.5"],
+                cwd=ROOT, env=env.environ(STREAMLAKE_CONSOLE_TOKEN=TOKEN), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_listening(self) -> None:
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the console exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            return "StreamLake console at" in self.log()
+        wait_for(up, timeout=60, what="the console to listen")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def console(test_env: TestEnv) -> Iterator[ConsoleProcess]:
+    proc = ConsoleProcess(test_env)
+    yield proc
+    proc.stop()
+
+
+def _load() -> tuple[list[dict], dict[str, int]]:
+    """Valid records, the DLQ-bound hostile corpus and the HTML attacks; and the DLQ count per reason."""
+    records = [{"key": f"ok-{k}".encode(), "value": orjson.dumps({"order_id": f"ok-{k}", "seq": s})}
+               for s in range(1, 6) for k in range(40)]
+    hostile = [c for c in CORPUS if c.expected != FORWARD and (c.value is None or len(c.value) < 20_000)]
+    records += [{"key": c.key, "value": c.value, "headers": c.headers,
+                 "partition": c.partition} for c in hostile]
+    xss = [
+        {"key": XSS_KEY.encode(), "value": XSS_VALUE, "headers": [XSS_HEADER]},  # invalid-json
+        {"key": XSS_KEY.encode(), "value": orjson.dumps({"order_id": "<i>other</i>", "seq": 1}),
+         "headers": [XSS_HEADER]},  # key-mismatch
+    ]
+    records += xss
+    for rec in records:
+        if rec.get("partition") is None:
+            rec["partition"] = partition_for_key(rec["key"], PARTITIONS) if rec["key"] else 0
+    dlq: dict[str, int] = {}
+    for c in hostile:
+        dlq[c.expected] = dlq.get(c.expected, 0) + 1
+    dlq["invalid-json"] = dlq.get("invalid-json", 0) + 1
+    dlq["key-mismatch"] = dlq.get("key-mismatch", 0) + 1
+    return records, dlq
+
+
+def _table(driver, selector: str) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    """The cells of a table's body, read in one step (the page replaces rows as it refreshes)."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0] + ' tbody tr'))"
+        ".map(tr => Array.from(tr.cells).map(td => td.textContent));", selector)
+
+
+def _shot(driver, name: str) -> Path:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, console: ConsoleProcess) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    worker = worker_factory("console")
+    console.wait_listening()
+    records, dlq_by_reason = _load()
+    source, _, _ = topics(test_env)
+    asyncio.run(produce(test_env.broker.bootstrap, source, records))
+
+    counters_url = f"http://127.0.0.1:{worker.web_port}/streamlake/counters"
+    counted = wait_for(lambda: (c := _get_json(counters_url)["sales.orders"])["records_in"] >= len(records) and c,
+                       timeout=60, what="the worker to count every record")
+    assert counted["dlq_by_reason"] == dlq_by_reason, "the load must dead-letter what the README's rules say"
+    fields = ("records_in", "forwarded", "dropped", "dlq")
+    want = {f: counted[f] for f in fields}
+    # The console reads the counters changelog, which the worker flushes on its commit interval.
+    wait_for(lambda: {f: _get_json(f"{console.url}/api/overview")["streams"][0]["totals"][f] for f in fields} == want,
+             timeout=30, what="the console's totals to reach the worker's counters")
+
+    driver = _chromium_driver()
+    try:
+        wait = WebDriverWait(driver, 30, poll_frequency=0.2)
+
+        # -- overview: the numbers shown are the worker's counters
+        driver.get(console.url + "/")
+        card = driver.find_element(By.CSS_SELECTOR, '.card[data-stream="sales.orders"]')
+
+        def shown() -> dict[str, int]:
+            return {f: int(card.find_element(By.CSS_SELECTOR, f'[data-field="{f}"]').text) for f in fields}
+        wait.until(lambda d: shown() == want and d.find_elements(By.CSS_SELECTOR, ".card .uplot"))
+        classes = {c: int(card.find_element(By.CSS_SELECTOR, f'[data-class="{c}"]').text)
+                   for c in ("in_order", "gap", "duplicate", "late")}
+        assert classes == {c: counted["classes"].get(c, 0) for c in classes}
+        assert card.find_element(By.CSS_SELECTOR, '[data-field="lag"]').text == "0"
+        _shot(driver, "overview")
+
+        # -- stream: every source partition with its owner
+        driver.get(console.url + "/stream/sales.orders")
+        wait.until(lambda d: len([r for r in _table(d, "#partitions") if r[0] == "source"]) == PARTITIONS)
+        source_rows = [r for r in _table(driver, "#partitions") if r[0] == "source"]
+        assert all(r[6] != "-" for r in source_rows), f"every source partition has an owner: {source_rows}"
+        assert sum(int(r[4]) for r in source_rows) == len(records)
+        assert {r[1]: int(r[2]) for r in _table(driver, "#dlq-reasons")} == dlq_by_reason
+        _shot(driver, "stream")
+
+        # -- DLQ browser: hostile values are text
+        driver.get(console.url + "/dlq?stream=sales.orders&reason=key-mismatch&limit=100")
+        records_shown = driver.find_elements(By.CSS_SELECTOR, "#records .record")
+        assert len(records_shown) == dlq_by_reason["key-mismatch"]
+        payload = driver.find_elements(By.CSS_SELECTOR, "details.payload")
+        assert payload and not any(p.get_attribute("open") for p in payload), "values are hidden by default"
+        for summary in driver.find_elements(By.CSS_SELECTOR, "details.payload summary"):
+            summary.click()
+        page_text = driver.find_element(By.ID, "records").text
+        assert XSS_KEY in page_text
+        assert XSS_HEADER[0] in page_text and XSS_HEADER[1].decode() in page_text
+        for element_id in ("pwned-key", "pwned-value", "pwned-header", "pwned-header-name"):
+            assert not driver.find_elements(By.ID, element_id), f"a hostile value became an element: #{element_id}"
+        assert driver.execute_script("return window.__pwned === undefined")
+        _shot(driver, "dlq-hostile")
+
+        driver.get(console.url + "/dlq?stream=sales.orders&reason=invalid-json&limit=100")
+        assert XSS_VALUE.decode() in driver.find_element(By.ID, "records").get_attribute("textContent")
+        assert not driver.find_elements(By.ID, "pwned-value")
+        assert driver.execute_script("return window.__pwned === undefined")
+
+        # -- redrive: the dry run counts exactly the filter's records, execute sends them after confirmation
+        expected = dlq_by_reason["invalid-json"]
+        driver.find_element(By.ID, "redrive-dry-run").click()
+        result = driver.find_element(By.ID, "redrive-result")
+        wait.until(lambda d: result.is_displayed() and result.find_element(By.CSS_SELECTOR, '[data-field="sent"]').text)
+        assert result.find_element(By.CSS_SELECTOR, '[data-field="mode"]').text == "dry-run"
+        assert int(result.find_element(By.CSS_SELECTOR, '[data-field="matched"]').text) == expected
+        assert int(result.find_element(By.CSS_SELECTOR, '[data-field="sent"]').text) == expected
+        _shot(driver, "dlq-dry-run")
+
+        # without the token the API refuses (the console has one configured), and without the header too
+        status, body = _post_json(f"{console.url}/api/dlq/redrive",
+                                  {"stream": "sales.orders", "reason": "invalid-json", "mode": "execute",
+                                   "confirm": True, "redrive_id": "r-test"}, {"X-StreamLake-Console": "redrive"})
+        assert status == 403 and "token" in body["error"]
+        status, _ = _post_json(f"{console.url}/api/dlq/redrive", {"stream": "sales.orders", "mode": "dry-run"}, {})
+        assert status == 403
+
+        driver.find_element(By.ID, "redrive-execute").click()
+        confirm = driver.find_element(By.ID, "redrive-confirm")
+        wait.until(lambda d: confirm.is_displayed())
+        assert int(confirm.find_element(By.CSS_SELECTOR, '[data-field="confirm_count"]').text) == expected
+        driver.find_element(By.ID, "redrive-token").send_keys(TOKEN)
+        driver.find_element(By.ID, "redrive-confirm-yes").click()
+        wait.until(lambda d: result.find_element(By.CSS_SELECTOR, '[data-field="mode"]').text == "execute")
+        assert driver.find_element(By.ID, "redrive-error").get_attribute("hidden") is not None
+        assert int(result.find_element(By.CSS_SELECTOR, '[data-field="sent"]').text) == expected
+        _shot(driver, "dlq-executed")
+    finally:
+        driver.quit()
+
+    # The redriven records came back through the worker (and failed again: they are still invalid JSON).
+    wait_for(lambda: _get_json(counters_url)["sales.orders"]["records_in"] == len(records) + expected,
+             timeout=30, what="the worker to read the redriven records")
+    assert worker.proc.poll() is None
+    assert os.path.exists(ARTIFACTS / "overview.png")
