@@ -26,6 +26,7 @@ from typing import Callable
 from .broker import local
 from .catalog import Catalog, TopicRole, load_catalog
 from .config import Settings, load_settings, with_overrides
+from .console.process import ConsoleProcess
 from .core.pipeline import StreamCounters
 from .errors import StreamLakeError
 from .kafka.admin import ApplyOutcome, apply_catalog
@@ -73,6 +74,7 @@ class DemoResult:
     broker: str = ""
     workers: int = 0
     worker_log: str = ""
+    console: str = ""
 
 
 def find_free_port_block(count: int, start: int = 5000, step: int = 100, limit: int = 60000) -> int:
@@ -212,6 +214,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print,
     settings, started_broker = _ensure_broker(settings, say, result.timings)
     result.broker = settings.bootstrap_servers
     workers: WorkerGroup | None = None
+    console: ConsoleProcess | None = None
     try:
         t = time.monotonic()
         report = asyncio.run(apply_catalog(settings, catalog))
@@ -229,11 +232,16 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print,
         result.worker_log = str(workers.log_path)
         t = time.monotonic()
         workers.start()
+        console = ConsoleProcess(settings.root, env, settings.root / ".streamlake" / "demo" / "console.log",
+                                 find_free_port_block(1, start=8070, step=1))
+        console.start()  # starts while the workers join; its URL is printed once they are ready
         say(f"starting {options.workers} worker(s) through the Procfile (honcho, web ports "
             f"{workers.ports[0]}-{workers.ports[-1]}, log {workers.log_path})")
         workers.wait_ready(options.ready_timeout)
         result.timings["workers"] = time.monotonic() - t
         say(f"{options.workers} worker(s) ready in {result.timings['workers']:.1f}s")
+        result.console = console.wait_url()
+        say(f"console: {result.console}  (streams, DLQ, lag; log {console.log_path})")
         live = _Live()
         try:
             asyncio.run(_load_and_watch(settings, stream, partitions, options, workers, show, result.timings, live))
@@ -244,6 +252,8 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print,
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
+        if console is not None:
+            console.stop()
         if workers is not None:
             t = time.monotonic()
             workers.stop()

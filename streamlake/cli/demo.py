@@ -76,7 +76,7 @@ def demo(workers: int, events: int, rate: float, bad_ratio: float, keys: int, se
         click.echo()
     data = {"reconciliation": result.reconciliation.as_dict() if result.reconciliation else None,
             "timings": result.timings, "interrupted": result.interrupted, "broker": result.broker,
-            "workers": result.workers, "worker_log": result.worker_log}
+            "workers": result.workers, "worker_log": result.worker_log, "console": result.console}
     emit(data, as_json, lambda _: render_result(result))
     if result.reconciliation is None or not result.reconciliation.ok:
         raise SystemExit(1)

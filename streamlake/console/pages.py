@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from ..core.dlq import Reason, Stage
 from .html import Markup, Node, el, join
@@ -28,12 +29,21 @@ def fmt_time(seconds: float | None) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _stream_href(name: str) -> str:
+    return "/stream/" + quote(name, safe="")
+
+
+def _dlq_href(stream: str, reason: str) -> str:
+    return "/dlq?" + urlencode({"stream": stream, "reason": reason})
+
+
 def _frame(title: str, page: str, view: dict[str, Any], streams: Iterable[str], body: Node,
            **data: object) -> Markup:
     nav = el("nav", {}, el("a", {"href": "/", "class": "brand"}, "StreamLake"),
              el("a", {"href": "/", "class_": "active" if page == "overview" else None}, "Overview"),
-             [el("a", {"href": f"/stream/{name}", "class_": "active" if data.get("stream") == name and page == "stream"
-                       else None}, name) for name in streams],
+             [el("a", {"href": _stream_href(name),
+                       "class_": "active" if data.get("stream") == name and page == "stream" else None}, name)
+              for name in streams],
              el("a", {"href": "/dlq", "class_": "active" if page == "dlq" else None}, "DLQ"),
              el("a", {"href": "/lake", "class_": "active" if page == "lake" else None}, "Lake"))
     error = view.get("error")
@@ -83,7 +93,7 @@ def overview_page(view: dict[str, Any]) -> Markup:
                      el("tr", {}, [el("td", {"data-class": c}, card["classes"].get(c, 0)) for c in CLASSES]))
         cards.append(el(
             "article", {"class": "card", "data-stream": card["name"]},
-            el("h2", {}, el("a", {"href": f"/stream/{card['name']}"}, card["name"])),
+            el("h2", {}, el("a", {"href": _stream_href(card["name"])}, card["name"])),
             el("p", {"class": "topics"}, el("code", {}, card["topics"]["source"]), " → ",
                el("code", {}, card["topics"]["output"])),
             el("dl", {"class": "numbers"}, numbers),
@@ -108,8 +118,8 @@ def stream_page(view: dict[str, Any], streams: list[str]) -> Markup:
                      p["end"], p["lag"], p["owner"] or "-"] for p in view["partitions"]],
                    id="partitions", class_="grid")
     reasons = _table(["stage", "reason", "count"],
-                     [[r["stage"], el("a", {"href": f"/dlq?stream={view['name']}&reason={r['reason']}"}, r["reason"]),
-                       r["count"]] for r in view["dlq_by_reason"]], id="dlq-reasons", class_="grid")
+                     [[r["stage"], el("a", {"href": _dlq_href(view["name"], r["reason"])}, r["reason"]), r["count"]]
+                      for r in view["dlq_by_reason"]], id="dlq-reasons", class_="grid")
     gaps = view["gaps"]
     body = join(
         el("dl", {"class": "numbers"}, numbers),

@@ -16,8 +16,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ import orjson
 import pytest
 
 from streamlake.broker import local
+from streamlake.console.process import ConsoleProcess
 from streamlake.partitioner import partition_for_key
 from tests.faults.support import PARTITIONS, topics
 from tests.faults.test_hostile_records import CORPUS, FORWARD
@@ -73,40 +72,11 @@ def _post_json(url: str, body: dict, headers: dict[str, str]) -> tuple[int, dict
         return exc.code, json.loads(exc.read())
 
 
-class ConsoleProcess:
-    def __init__(self, env: TestEnv) -> None:
-        self.port = local.free_port()
-        self.log_path = env.tmp / "console.log"
-        self.url = f"http://127.0.0.1:{self.port}"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlake", "console", "--port", str(self.port), "--interval", "0.5"],
-                cwd=ROOT, env=env.environ(STREAMLAKE_CONSOLE_TOKEN=TOKEN), stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_listening(self) -> None:
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the console exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            return "StreamLake console at" in self.log()
-        wait_for(up, timeout=60, what="the console to listen")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
 @pytest.fixture
 def console(test_env: TestEnv) -> Iterator[ConsoleProcess]:
-    proc = ConsoleProcess(test_env)
+    proc = ConsoleProcess(ROOT, test_env.environ(STREAMLAKE_CONSOLE_TOKEN=TOKEN), test_env.tmp / "console.log",
+                          local.free_port(), interval=0.5)
+    proc.start()
     yield proc
     proc.stop()
 
@@ -154,7 +124,7 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
     from selenium.webdriver.support.ui import WebDriverWait
 
     worker = worker_factory("console")
-    console.wait_listening()
+    url = console.wait_url().rstrip("/")
     records, dlq_by_reason = _load()
     source, _, _ = topics(test_env)
     asyncio.run(produce(test_env.broker.bootstrap, source, records))
@@ -166,7 +136,7 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
     fields = ("records_in", "forwarded", "dropped", "dlq")
     want = {f: counted[f] for f in fields}
     # The console reads the counters changelog, which the worker flushes on its commit interval.
-    wait_for(lambda: {f: _get_json(f"{console.url}/api/overview")["streams"][0]["totals"][f] for f in fields} == want,
+    wait_for(lambda: {f: _get_json(f"{url}/api/overview")["streams"][0]["totals"][f] for f in fields} == want,
              timeout=30, what="the console's totals to reach the worker's counters")
 
     driver = _chromium_driver()
@@ -174,7 +144,7 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
         wait = WebDriverWait(driver, 30, poll_frequency=0.2)
 
         # -- overview: the numbers shown are the worker's counters
-        driver.get(console.url + "/")
+        driver.get(url + "/")
         card = driver.find_element(By.CSS_SELECTOR, '.card[data-stream="sales.orders"]')
 
         def shown() -> dict[str, int]:
@@ -187,7 +157,7 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
         _shot(driver, "overview")
 
         # -- stream: every source partition with its owner
-        driver.get(console.url + "/stream/sales.orders")
+        driver.get(url + "/stream/sales.orders")
         wait.until(lambda d: len([r for r in _table(d, "#partitions") if r[0] == "source"]) == PARTITIONS)
         source_rows = [r for r in _table(driver, "#partitions") if r[0] == "source"]
         assert all(r[6] != "-" for r in source_rows), f"every source partition has an owner: {source_rows}"
@@ -196,7 +166,7 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
         _shot(driver, "stream")
 
         # -- DLQ browser: hostile values are text
-        driver.get(console.url + "/dlq?stream=sales.orders&reason=key-mismatch&limit=100")
+        driver.get(url + "/dlq?stream=sales.orders&reason=key-mismatch&limit=100")
         records_shown = driver.find_elements(By.CSS_SELECTOR, "#records .record")
         assert len(records_shown) == dlq_by_reason["key-mismatch"]
         payload = driver.find_elements(By.CSS_SELECTOR, "details.payload")
@@ -211,7 +181,7 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
         assert driver.execute_script("return window.__pwned === undefined")
         _shot(driver, "dlq-hostile")
 
-        driver.get(console.url + "/dlq?stream=sales.orders&reason=invalid-json&limit=100")
+        driver.get(url + "/dlq?stream=sales.orders&reason=invalid-json&limit=100")
         assert XSS_VALUE.decode() in driver.find_element(By.ID, "records").get_attribute("textContent")
         assert not driver.find_elements(By.ID, "pwned-value")
         assert driver.execute_script("return window.__pwned === undefined")
@@ -227,11 +197,11 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
         _shot(driver, "dlq-dry-run")
 
         # without the token the API refuses (the console has one configured), and without the header too
-        status, body = _post_json(f"{console.url}/api/dlq/redrive",
+        status, body = _post_json(f"{url}/api/dlq/redrive",
                                   {"stream": "sales.orders", "reason": "invalid-json", "mode": "execute",
                                    "confirm": True, "redrive_id": "r-test"}, {"X-StreamLake-Console": "redrive"})
         assert status == 403 and "token" in body["error"]
-        status, _ = _post_json(f"{console.url}/api/dlq/redrive", {"stream": "sales.orders", "mode": "dry-run"}, {})
+        status, _ = _post_json(f"{url}/api/dlq/redrive", {"stream": "sales.orders", "mode": "dry-run"}, {})
         assert status == 403
 
         driver.find_element(By.ID, "redrive-execute").click()
