@@ -97,7 +97,9 @@ def overview_page(view: dict[str, Any]) -> Markup:
             el("p", {"class": "topics"}, el("code", {}, card["topics"]["source"]), " → ",
                el("code", {}, card["topics"]["output"])),
             el("dl", {"class": "numbers"}, numbers),
-            el("div", {"class": "chart", "data-chart": "rates", "aria-label": "records per second"}),
+            el("div", {"class": "charts"},
+               el("div", {"class": "chart", "data-chart": "volume", "aria-label": "in and forwarded per second"}),
+               el("div", {"class": "chart", "data-chart": "problems", "aria-label": "dropped and DLQ per second"})),
             classes, _lake_line(card.get("lake"), view.get("lake_available", False))))
     body = el("section", {"class": "cards"}, cards or el("p", {}, "no streams are declared under topologies/"))
     return _frame("Overview", "overview", view, [c["name"] for c in view["streams"]], body)
@@ -173,7 +175,7 @@ def dlq_page(view: dict[str, Any], streams: list[str], form: dict[str, str], tok
         el("label", {}, "stage ", el("select", {"name": "stage"},
                                      _options([s.value for s in Stage], form.get("stage"), "any"))),
         el("label", {}, "since ", el("input", {"name": "since", "value": form.get("since", ""),
-                                                "placeholder": "2026-01-31T12:00:00Z", "size": 22})),
+                                                "placeholder": "ISO 8601, UTC", "size": 22})),
         el("label", {}, "until ", el("input", {"name": "until", "value": form.get("until", ""), "size": 22})),
         el("label", {}, "key ", el("input", {"name": "key", "value": form.get("key", ""), "size": 16})),
         el("label", {}, "limit ", el("input", {"name": "limit", "value": form.get("limit", "50"), "size": 4})),
@@ -185,10 +187,9 @@ def dlq_page(view: dict[str, Any], streams: list[str], form: dict[str, str], tok
                "; values hidden by default" if not view.get("show_payload") else "")
     redrive = el(
         "section", {"id": "redrive", "data-token-required": "true" if token_required else "false"},
-        el("h2", {}, "Redrive"),
-        el("p", {}, "Sends the records matching this filter back to their origin topic and partition, "
-                    "value bytes unchanged. The dry run reads the DLQ and sends nothing."),
-        el("button", {"type": "button", "id": "redrive-dry-run"}, "Dry run for this filter"),
+        el("p", {}, el("button", {"type": "button", "id": "redrive-dry-run"}, "Redrive dry run for this filter"),
+           " sends nothing; execute sends the matching records back to their origin topic and partition, "
+           "value bytes unchanged."),
         el("div", {"id": "redrive-result", "hidden": True},
            el("p", {}, "redrive ", el("code", {"data-field": "redrive_id"}, ""), " (",
               el("span", {"data-field": "mode"}, ""), "): scanned ", el("span", {"data-field": "scanned"}, ""),
@@ -209,8 +210,8 @@ def dlq_page(view: dict[str, Any], streams: list[str], form: dict[str, str], tok
         el("p", {"id": "redrive-error", "class": "banner", "hidden": True}))
     body = join(fields,
                 el("p", {"class": "banner", "id": "dlq-problem"}, problem) if problem else None,
-                found, el("section", {"id": "records"}, [_record(r, bool(view.get("show_payload"))) for r in records]),
-                redrive)
+                redrive, found,
+                el("section", {"id": "records"}, [_record(r, bool(view.get("show_payload"))) for r in records]))
     return _frame("DLQ browser", "dlq", view, streams, body, stream=stream)
 
 

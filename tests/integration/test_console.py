@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import shutil
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -123,7 +124,14 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    began = time.monotonic()
+    phases: dict[str, float] = {}
+
+    def phase(name: str) -> None:
+        phases[name] = round(time.monotonic() - began, 1)
+
     worker = worker_factory("console")
+    phase("worker ready")
     url = console.wait_url().rstrip("/")
     records, dlq_by_reason = _load()
     source, _, _ = topics(test_env)
@@ -139,7 +147,9 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
     wait_for(lambda: {f: _get_json(f"{url}/api/overview")["streams"][0]["totals"][f] for f in fields} == want,
              timeout=30, what="the console's totals to reach the worker's counters")
 
+    phase("console totals")
     driver = _chromium_driver()
+    phase("chromium")
     try:
         wait = WebDriverWait(driver, 30, poll_frequency=0.2)
 
@@ -155,6 +165,7 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
         assert classes == {c: counted["classes"].get(c, 0) for c in classes}
         assert card.find_element(By.CSS_SELECTOR, '[data-field="lag"]').text == "0"
         _shot(driver, "overview")
+        phase("overview")
 
         # -- stream: every source partition with its owner
         driver.get(url + "/stream/sales.orders")
@@ -164,6 +175,7 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
         assert sum(int(r[4]) for r in source_rows) == len(records)
         assert {r[1]: int(r[2]) for r in _table(driver, "#dlq-reasons")} == dlq_by_reason
         _shot(driver, "stream")
+        phase("stream")
 
         # -- DLQ browser: hostile values are text
         driver.get(url + "/dlq?stream=sales.orders&reason=key-mismatch&limit=100")
@@ -180,6 +192,7 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
             assert not driver.find_elements(By.ID, element_id), f"a hostile value became an element: #{element_id}"
         assert driver.execute_script("return window.__pwned === undefined")
         _shot(driver, "dlq-hostile")
+        phase("dlq")
 
         driver.get(url + "/dlq?stream=sales.orders&reason=invalid-json&limit=100")
         assert XSS_VALUE.decode() in driver.find_element(By.ID, "records").get_attribute("textContent")
@@ -195,6 +208,7 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
         assert int(result.find_element(By.CSS_SELECTOR, '[data-field="matched"]').text) == expected
         assert int(result.find_element(By.CSS_SELECTOR, '[data-field="sent"]').text) == expected
         _shot(driver, "dlq-dry-run")
+        phase("dry run")
 
         # without the token the API refuses (the console has one configured), and without the header too
         status, body = _post_json(f"{url}/api/dlq/redrive",
@@ -214,11 +228,14 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
         assert driver.find_element(By.ID, "redrive-error").get_attribute("hidden") is not None
         assert int(result.find_element(By.CSS_SELECTOR, '[data-field="sent"]').text) == expected
         _shot(driver, "dlq-executed")
+        phase("execute")
     finally:
         driver.quit()
 
     # The redriven records came back through the worker (and failed again: they are still invalid JSON).
     wait_for(lambda: _get_json(counters_url)["sales.orders"]["records_in"] == len(records) + expected,
              timeout=30, what="the worker to read the redriven records")
+    phase("redriven records read")
+    print(f"\n[console] seconds since the test began: {phases}", flush=True)
     assert worker.proc.poll() is None
     assert os.path.exists(ARTIFACTS / "overview.png")

@@ -40,7 +40,7 @@
 
   const charts = new Map(); // element -> { plot, labels }
 
-  function drawChart(el, title, labels, data) {
+  function drawChart(el, title, labels, data, firstColour) {
     const key = labels.join("\u0000");
     const known = charts.get(el);
     if (known && known.key === key) {
@@ -48,7 +48,7 @@
       return;
     }
     if (known) known.plot.destroy();
-    const width = Math.max(el.clientWidth || 320, 240);
+    const width = Math.max(el.clientWidth || 320, 200);
     const opts = {
       title: title,
       width: width,
@@ -57,14 +57,12 @@
       scales: { x: { time: true } },
       axes: [{}, { size: 50 }],
       series: [{}].concat(labels.map((label, i) => ({
-        label: label, stroke: palette[i % palette.length], width: 1.5, points: { show: false },
+        label: label, stroke: palette[(i + (firstColour || 0)) % palette.length], width: 1.5, points: { show: false },
       }))),
     };
     const plot = new uPlot(opts, data, el);
     charts.set(el, { plot: plot, key: key });
   }
-
-  const RATE_LABELS = [["records_in", "in/s"], ["forwarded", "forwarded/s"], ["dropped", "dropped/s"], ["dlq", "DLQ/s"]];
 
   // -- overview --------------------------------------------------------------------------------
 
@@ -79,11 +77,11 @@
       setText(card, "lake_newest", stream.lake.newest_event_time);
       setText(card, "lake_rows", stream.lake.rows);
     }
-    const chart = card.querySelector('[data-chart="rates"]');
-    if (chart) {
-      const r = stream.rates;
-      drawChart(chart, "records per second", RATE_LABELS.map((l) => l[1]), [r.t].concat(RATE_LABELS.map((l) => r[l[0]])));
-    }
+    const r = stream.rates;
+    const volume = card.querySelector('[data-chart="volume"]');
+    if (volume) drawChart(volume, "in / forwarded per second", ["in/s", "forwarded/s"], [r.t, r.records_in, r.forwarded]);
+    const problems = card.querySelector('[data-chart="problems"]');
+    if (problems) drawChart(problems, "dropped / DLQ per second", ["dropped/s", "DLQ/s"], [r.t, r.dropped, r.dlq], 2);
   }
 
   async function refreshOverview() {
