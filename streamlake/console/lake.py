@@ -1,8 +1,8 @@
-"""The console's view of the lake: table freshness, snapshots, row counts and verify, through the lake library.
+"""The console's view of the lake: freshness, tables, snapshots, row counts and verify, through the lake library.
 
-Lake landing is a separate part of StreamLake (``streamlake.lake``). When it is
-not installed in this checkout the console says so and shows everything else;
-every function here returns plain JSON-ready dicts.
+Lake landing (``streamlake.lake``) is not part of this installation yet: the
+console says so on the lake page and in each overview card, and shows
+everything else. The functions keep the shape the lake library will fill.
 """
 
 from __future__ import annotations
@@ -10,8 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import Settings
+from ..errors import StreamLakeError
 
-__all__ = ["available", "freshness_by_stream", "lake_overview"]
+__all__ = ["available", "freshness_by_stream", "lake_overview", "verify"]
+
+NOT_INSTALLED = "lake landing (streamlake.lake) is not part of this installation"
 
 
 def available() -> bool:
@@ -19,12 +22,16 @@ def available() -> bool:
     return False
 
 
-def freshness_by_stream(settings: Settings, streams: list[str]) -> dict[str, dict[str, Any]]:
-    """Per stream: the newest landed event time and the row count of its table (none without lake landing)."""
+def freshness_by_stream(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Per stream: its table, rows, newest landed event time and last commit."""
     return {}
 
 
-def lake_overview(settings: Settings, streams: list[str]) -> dict[str, Any]:
-    """Tables, snapshots, row counts and verify results (``available: false`` without lake landing)."""
-    return {"available": False, "tables": [],
-            "why": "lake landing (streamlake.lake) is not part of this installation"}
+def lake_overview(settings: Settings, verified: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Every declared stream's table: rows, snapshots, offsets and the last verify result."""
+    return {"available": False, "tables": [], "why": NOT_INSTALLED}
+
+
+def verify(settings: Settings, table: str) -> dict[str, Any]:
+    """``streamlake lake verify TABLE``, with when it ran."""
+    raise StreamLakeError(NOT_INSTALLED)

@@ -215,27 +215,51 @@ def dlq_page(view: dict[str, Any], streams: list[str], form: dict[str, str], tok
     return _frame("DLQ browser", "dlq", view, streams, body, stream=stream)
 
 
+def _verify_line(table: str, verify: dict[str, Any] | None) -> Markup:
+    again = el("a", {"href": "/lake?" + urlencode({"verify": table}), "class": "action"},
+               "verify now" if verify is None else "verify again")
+    if verify is None:
+        return el("p", {"class": "verify muted"}, "verify: not run since the console started. ", again)
+    summary = (f"rows {verify['rows']}, topic records {verify['records']}: landed {verify['landed']}, "
+               f"landing DLQ {verify['dlq']}, duplicates dropped {verify['duplicates_dropped']}; "
+               f"duplicate rows {verify['duplicate_rows']}, missing {verify['missing']}, "
+               f"rows past the landed offsets {verify['rows_past_offsets']}")
+    return el("p", {"class": "verify " + ("ok" if verify["ok"] else "bad")},
+              "verify: ", el("strong", {"data-field": "verify"}, "OK" if verify["ok"] else "FAILED"),
+              f" at {fmt_time(verify.get('verified_at'))}: {summary}. ", again)
+
+
 def lake_page(view: dict[str, Any], streams: list[str]) -> Markup:
     if not view.get("available"):
         body = el("p", {"class": "muted"}, view.get("why", "lake landing is not available"))
         return _frame("Lake", "lake", view, streams, body)
     sections = []
     for t in view["tables"]:
-        verify = t.get("verify") or {}
-        snapshots = _table(["snapshot", "committed", "operation", "rows added", "offsets"],
-                           [[s.get("snapshot_id"), s.get("committed_at") or "-", s.get("operation") or "-",
-                             s.get("added_rows", "-"), s.get("offsets") or "-"] for s in t.get("snapshots", [])],
+        if not t.get("exists"):
+            waiting = f"not landed yet (stream {t['stream']}, topic {t['topic']})"
+            sections.append(el("article", {"class": "card wide", "data-table": t["name"]},
+                               el("h2", {}, t["name"]), el("p", {"class": "muted"}, waiting)))
+            continue
+        snapshots = _table(["committed", "operation", "rows added", "rows total", "files added", "landed by",
+                            "offsets"],
+                           [[s["committed_at"], s["operation"], s["added_rows"], s["total_rows"], s["added_files"],
+                             s["landed_by"] or "-", s["offsets"] or "-"] for s in t.get("snapshots_shown", [])],
                            class_="grid snapshots")
+        offsets = ", ".join(f"p{p}: {o}" for p, o in t.get("offsets", {}).items()) or "-"
         sections.append(el(
-            "article", {"class": "card wide", "data-table": t["table"]},
-            el("h2", {}, t["table"], " ", el("span", {"class": "muted"}, f"({t.get('stream') or '-'})")),
-            el("dl", {"class": "numbers"}, _number("rows", "rows", t.get("rows", "-")),
-               _number("snapshot_count", "snapshots", t.get("snapshot_count", "-")),
-               _number("newest_event_time", "newest landed event", t.get("newest_event_time") or "-")),
-            el("p", {"class": "verify " + ("ok" if verify.get("ok") else "bad" if verify else "muted")},
-               "verify: ", el("span", {"data-field": "verify"}, verify.get("summary", "not run"))),
-            snapshots))
-    return _frame("Lake", "lake", view, streams, join(sections or el("p", {}, "no lake tables yet")))
+            "article", {"class": "card wide", "data-table": t["name"]},
+            el("h2", {}, t["name"], " ", el("span", {"class": "muted"}, f"stream {t['stream']}, topic {t['topic']}")),
+            el("dl", {"class": "numbers"}, _number("rows", "rows", t["rows"]),
+               _number("data_files", "data files", t["data_files"]), _number("snapshots", "snapshots", t["snapshots"]),
+               _number("newest_event_time", "newest landed event", t.get("newest_event_time") or "-"),
+               _number("last_commit", "last commit", t.get("last_commit") or "-")),
+            el("p", {}, "landed offsets (next to land per partition): ", el("code", {}, offsets)),
+            _verify_line(t["name"], t.get("verify")),
+            el("h3", {}, f"latest {len(t.get('snapshots_shown', []))} snapshots"), snapshots))
+    problem = view.get("problem")
+    body = join(el("p", {"class": "banner"}, problem) if problem else None,
+                sections or el("p", {}, "no streams are declared"))
+    return _frame("Lake", "lake", view, streams, body)
 
 
 def error_page(title: str, message: str, view: dict[str, Any], streams: list[str]) -> Markup:

@@ -213,11 +213,22 @@ async def redrive_api(request: web.Request) -> web.Response:
 
 async def lake_page(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    return _html(pages.lake_page(await state.lake_view(), sorted(state.topics)))
+    problem = None
+    if request.query.get("verify"):
+        try:
+            await state.verify_table(request.query["verify"])
+        except StreamLakeError as exc:
+            problem = f"verify {request.query['verify']}: {exc}"
+    view = await state.lake_view()
+    return _html(pages.lake_page({**view, "problem": problem}, sorted(state.topics)))
 
 
 async def lake_api(request: web.Request) -> web.Response:
     return _json(await request.app[STATE_KEY].lake_view())
+
+
+async def lake_verify_api(request: web.Request) -> web.Response:
+    return _json(await request.app[STATE_KEY].verify_table(request.match_info["table"]))
 
 
 async def no_favicon(request: web.Request) -> web.Response:
@@ -251,6 +262,7 @@ def build_app(state: ConsoleState, config: ConsoleConfig, sample: bool = True) -
     app.router.add_get("/api/dlq", dlq_api)
     app.router.add_post("/api/dlq/redrive", redrive_api)
     app.router.add_get("/api/lake", lake_api)
+    app.router.add_get("/api/lake/verify/{table}", lake_verify_api)
     app.router.add_get("/health", health)
     app.router.add_get("/favicon.ico", no_favicon)
     app.router.add_static("/static/", static_dir(), follow_symlinks=False)

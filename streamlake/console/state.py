@@ -40,6 +40,9 @@ __all__ = ["StreamTopics", "ConsoleState", "stage_of"]
 
 log = logging.getLogger("streamlake.console")
 
+#: Table metadata changes once per lander commit: reading it every few seconds is enough.
+LAKE_SAMPLE_SECONDS = 5.0
+
 
 def stage_of(reason: str) -> str:
     """The stage a reason code belongs to (``unknown`` for a code this version does not know)."""
@@ -92,6 +95,9 @@ class ConsoleState:
         self.error: str | None = None
         self.sampled_at: float | None = None
         self.lake_freshness: dict[str, dict[str, Any]] = {}
+        self.verified: dict[str, dict[str, Any]] = {}  # table -> its last verify report
+        self.lake_error: str | None = None
+        self._lake_sampled_at = 0.0
         self._reader: CountersReader | None = None
         self._reader_stack: contextlib.AsyncExitStack | None = None
         self._dlq_lock = asyncio.Lock()  # one DLQ scan at a time: each reads a whole topic
@@ -108,9 +114,6 @@ class ConsoleState:
                 self._reader_stack = stack
             totals = await self._reader.poll()
             status = await read_group_status(self.settings, self.catalog)
-            if lake_views.available():
-                self.lake_freshness = await asyncio.to_thread(lake_views.freshness_by_stream, self.settings,
-                                                              list(self.topics))
         except (StreamLakeError, KafkaError, OSError) as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             log.warning("console sample failed: %s", self.error)
@@ -124,6 +127,17 @@ class ConsoleState:
         self.status = status
         self.sampled_at = now
         self.error = None
+        if lake_views.available() and now - self._lake_sampled_at >= max(self.interval, LAKE_SAMPLE_SECONDS):
+            await self._sample_lake(now)
+
+    async def _sample_lake(self, now: float) -> None:
+        self._lake_sampled_at = now
+        try:
+            self.lake_freshness = await asyncio.to_thread(lake_views.freshness_by_stream, self.settings)
+            self.lake_error = None
+        except Exception as exc:  # a catalog or warehouse problem: shown on the page, the console goes on
+            self.lake_error = f"{type(exc).__name__}: {exc}"
+            log.warning("console lake sample failed: %s", self.lake_error)
 
     async def run_sampler(self) -> None:
         """Sample every ``interval`` seconds until cancelled."""
@@ -173,7 +187,8 @@ class ConsoleState:
                 "classes": dict(sorted(latest.counters.classes.items())), "lag": latest.lag,
                 "dlq_depth": latest.dlq_depth, "rates": self.history.rates(name), "lake": lake.get(name),
             })
-        return {**self._frame(), "lake_available": lake_views.available(), "streams": cards}
+        return {**self._frame(), "lake_available": lake_views.available(), "lake_error": self.lake_error,
+                "streams": cards}
 
     def stream_view(self, name: str) -> dict[str, Any]:
         """Per-partition lag and owner, DLQ by stage and reason over time, gaps opened and filled."""
@@ -231,9 +246,15 @@ class ConsoleState:
     # -- lake --------------------------------------------------------------------------------
 
     async def lake_view(self) -> dict[str, Any]:
-        """Tables, snapshots, row counts and the verify result (when lake landing is installed)."""
-        return {**self._frame(), **await asyncio.to_thread(lake_views.lake_overview, self.settings,
-                                                           list(self.topics))}
+        """Tables, snapshots, row counts and the last verify result of each (when lake landing is installed)."""
+        view = await asyncio.to_thread(lake_views.lake_overview, self.settings, dict(self.verified))
+        return {**self._frame(), **view}
+
+    async def verify_table(self, table: str) -> dict[str, Any]:
+        """Run ``streamlake lake verify`` for *table* and keep its report for the lake page."""
+        report = await asyncio.to_thread(lake_views.verify, self.settings, table)
+        self.verified[report["table"]] = report
+        return report
 
 
 def filter_as_dict(filt: DlqFilter) -> dict[str, Any]:

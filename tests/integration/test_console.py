@@ -19,8 +19,10 @@ import shutil
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -82,6 +84,16 @@ def console(test_env: TestEnv) -> Iterator[ConsoleProcess]:
     proc.stop()
 
 
+@pytest.fixture
+def browser() -> Iterator[Callable[[], Any]]:
+    """Headless Chromium, started in the background while the test starts its worker."""
+    with ThreadPoolExecutor(1) as pool:
+        starting = pool.submit(_chromium_driver)
+        yield starting.result
+        if starting.exception() is None:
+            starting.result().quit()
+
+
 def _load() -> tuple[list[dict], dict[str, int]]:
     """Valid records, the DLQ-bound hostile corpus and the HTML attacks; and the DLQ count per reason."""
     records = [{"key": f"ok-{k}".encode(), "value": orjson.dumps({"order_id": f"ok-{k}", "seq": s})}
@@ -120,7 +132,8 @@ def _shot(driver, name: str) -> Path:  # type: ignore[no-untyped-def]
     return path
 
 
-def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, console: ConsoleProcess) -> None:
+def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, console: ConsoleProcess,
+                                         browser: Callable[[], Any]) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -148,89 +161,86 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
              timeout=30, what="the console's totals to reach the worker's counters")
 
     phase("console totals")
-    driver = _chromium_driver()
+    driver = browser()
     phase("chromium")
-    try:
-        wait = WebDriverWait(driver, 30, poll_frequency=0.2)
+    wait = WebDriverWait(driver, 30, poll_frequency=0.2)
 
-        # -- overview: the numbers shown are the worker's counters
-        driver.get(url + "/")
-        card = driver.find_element(By.CSS_SELECTOR, '.card[data-stream="sales.orders"]')
+    # -- overview: the numbers shown are the worker's counters
+    driver.get(url + "/")
+    card = driver.find_element(By.CSS_SELECTOR, '.card[data-stream="sales.orders"]')
 
-        def shown() -> dict[str, int]:
-            return {f: int(card.find_element(By.CSS_SELECTOR, f'[data-field="{f}"]').text) for f in fields}
-        wait.until(lambda d: shown() == want and d.find_elements(By.CSS_SELECTOR, ".card .uplot"))
-        classes = {c: int(card.find_element(By.CSS_SELECTOR, f'[data-class="{c}"]').text)
-                   for c in ("in_order", "gap", "duplicate", "late")}
-        assert classes == {c: counted["classes"].get(c, 0) for c in classes}
-        assert card.find_element(By.CSS_SELECTOR, '[data-field="lag"]').text == "0"
-        _shot(driver, "overview")
-        phase("overview")
+    def shown() -> dict[str, int]:
+        return {f: int(card.find_element(By.CSS_SELECTOR, f'[data-field="{f}"]').text) for f in fields}
+    wait.until(lambda d: shown() == want and d.find_elements(By.CSS_SELECTOR, ".card .uplot"))
+    classes = {c: int(card.find_element(By.CSS_SELECTOR, f'[data-class="{c}"]').text)
+               for c in ("in_order", "gap", "duplicate", "late")}
+    assert classes == {c: counted["classes"].get(c, 0) for c in classes}
+    assert card.find_element(By.CSS_SELECTOR, '[data-field="lag"]').text == "0"
+    _shot(driver, "overview")
+    phase("overview")
 
-        # -- stream: every source partition with its owner
-        driver.get(url + "/stream/sales.orders")
-        wait.until(lambda d: len([r for r in _table(d, "#partitions") if r[0] == "source"]) == PARTITIONS)
-        source_rows = [r for r in _table(driver, "#partitions") if r[0] == "source"]
-        assert all(r[6] != "-" for r in source_rows), f"every source partition has an owner: {source_rows}"
-        assert sum(int(r[4]) for r in source_rows) == len(records)
-        assert {r[1]: int(r[2]) for r in _table(driver, "#dlq-reasons")} == dlq_by_reason
-        _shot(driver, "stream")
-        phase("stream")
+    # -- stream: every source partition with its owner
+    driver.get(url + "/stream/sales.orders")
+    wait.until(lambda d: len([r for r in _table(d, "#partitions") if r[0] == "source"]) == PARTITIONS)
+    source_rows = [r for r in _table(driver, "#partitions") if r[0] == "source"]
+    assert all(r[6] != "-" for r in source_rows), f"every source partition has an owner: {source_rows}"
+    assert sum(int(r[4]) for r in source_rows) == len(records)
+    assert {r[1]: int(r[2]) for r in _table(driver, "#dlq-reasons")} == dlq_by_reason
+    _shot(driver, "stream")
+    phase("stream")
 
-        # -- DLQ browser: hostile values are text
-        driver.get(url + "/dlq?stream=sales.orders&reason=key-mismatch&limit=100")
-        records_shown = driver.find_elements(By.CSS_SELECTOR, "#records .record")
-        assert len(records_shown) == dlq_by_reason["key-mismatch"]
-        payload = driver.find_elements(By.CSS_SELECTOR, "details.payload")
-        assert payload and not any(p.get_attribute("open") for p in payload), "values are hidden by default"
-        for summary in driver.find_elements(By.CSS_SELECTOR, "details.payload summary"):
-            summary.click()
-        page_text = driver.find_element(By.ID, "records").text
-        assert XSS_KEY in page_text
-        assert XSS_HEADER[0] in page_text and XSS_HEADER[1].decode() in page_text
-        for element_id in ("pwned-key", "pwned-value", "pwned-header", "pwned-header-name"):
-            assert not driver.find_elements(By.ID, element_id), f"a hostile value became an element: #{element_id}"
-        assert driver.execute_script("return window.__pwned === undefined")
-        _shot(driver, "dlq-hostile")
-        phase("dlq")
+    # -- DLQ browser: hostile values are text
+    driver.get(url + "/dlq?stream=sales.orders&reason=key-mismatch&limit=100")
+    records_shown = driver.find_elements(By.CSS_SELECTOR, "#records .record")
+    assert len(records_shown) == dlq_by_reason["key-mismatch"]
+    payload = driver.find_elements(By.CSS_SELECTOR, "details.payload")
+    assert payload and not any(p.get_attribute("open") for p in payload), "values are hidden by default"
+    for summary in driver.find_elements(By.CSS_SELECTOR, "details.payload summary"):
+        summary.click()
+    page_text = driver.find_element(By.ID, "records").text
+    assert XSS_KEY in page_text
+    assert XSS_HEADER[0] in page_text and XSS_HEADER[1].decode() in page_text
+    for element_id in ("pwned-key", "pwned-value", "pwned-header", "pwned-header-name"):
+        assert not driver.find_elements(By.ID, element_id), f"a hostile value became an element: #{element_id}"
+    assert driver.execute_script("return window.__pwned === undefined")
+    _shot(driver, "dlq-hostile")
+    phase("dlq")
 
-        driver.get(url + "/dlq?stream=sales.orders&reason=invalid-json&limit=100")
-        assert XSS_VALUE.decode() in driver.find_element(By.ID, "records").get_attribute("textContent")
-        assert not driver.find_elements(By.ID, "pwned-value")
-        assert driver.execute_script("return window.__pwned === undefined")
+    driver.get(url + "/dlq?stream=sales.orders&reason=invalid-json&limit=100")
+    assert XSS_VALUE.decode() in driver.find_element(By.ID, "records").get_attribute("textContent")
+    assert not driver.find_elements(By.ID, "pwned-value")
+    assert driver.execute_script("return window.__pwned === undefined")
 
-        # -- redrive: the dry run counts exactly the filter's records, execute sends them after confirmation
-        expected = dlq_by_reason["invalid-json"]
-        driver.find_element(By.ID, "redrive-dry-run").click()
-        result = driver.find_element(By.ID, "redrive-result")
-        wait.until(lambda d: result.is_displayed() and result.find_element(By.CSS_SELECTOR, '[data-field="sent"]').text)
-        assert result.find_element(By.CSS_SELECTOR, '[data-field="mode"]').text == "dry-run"
-        assert int(result.find_element(By.CSS_SELECTOR, '[data-field="matched"]').text) == expected
-        assert int(result.find_element(By.CSS_SELECTOR, '[data-field="sent"]').text) == expected
-        _shot(driver, "dlq-dry-run")
-        phase("dry run")
+    # -- redrive: the dry run counts exactly the filter's records, execute sends them after confirmation
+    expected = dlq_by_reason["invalid-json"]
+    driver.find_element(By.ID, "redrive-dry-run").click()
+    result = driver.find_element(By.ID, "redrive-result")
+    wait.until(lambda d: result.is_displayed() and result.find_element(By.CSS_SELECTOR, '[data-field="sent"]').text)
+    assert result.find_element(By.CSS_SELECTOR, '[data-field="mode"]').text == "dry-run"
+    assert int(result.find_element(By.CSS_SELECTOR, '[data-field="matched"]').text) == expected
+    assert int(result.find_element(By.CSS_SELECTOR, '[data-field="sent"]').text) == expected
+    _shot(driver, "dlq-dry-run")
+    phase("dry run")
 
-        # without the token the API refuses (the console has one configured), and without the header too
-        status, body = _post_json(f"{url}/api/dlq/redrive",
-                                  {"stream": "sales.orders", "reason": "invalid-json", "mode": "execute",
-                                   "confirm": True, "redrive_id": "r-test"}, {"X-StreamLake-Console": "redrive"})
-        assert status == 403 and "token" in body["error"]
-        status, _ = _post_json(f"{url}/api/dlq/redrive", {"stream": "sales.orders", "mode": "dry-run"}, {})
-        assert status == 403
+    # without the token the API refuses (the console has one configured), and without the header too
+    status, body = _post_json(f"{url}/api/dlq/redrive",
+                              {"stream": "sales.orders", "reason": "invalid-json", "mode": "execute",
+                               "confirm": True, "redrive_id": "r-test"}, {"X-StreamLake-Console": "redrive"})
+    assert status == 403 and "token" in body["error"]
+    status, _ = _post_json(f"{url}/api/dlq/redrive", {"stream": "sales.orders", "mode": "dry-run"}, {})
+    assert status == 403
 
-        driver.find_element(By.ID, "redrive-execute").click()
-        confirm = driver.find_element(By.ID, "redrive-confirm")
-        wait.until(lambda d: confirm.is_displayed())
-        assert int(confirm.find_element(By.CSS_SELECTOR, '[data-field="confirm_count"]').text) == expected
-        driver.find_element(By.ID, "redrive-token").send_keys(TOKEN)
-        driver.find_element(By.ID, "redrive-confirm-yes").click()
-        wait.until(lambda d: result.find_element(By.CSS_SELECTOR, '[data-field="mode"]').text == "execute")
-        assert driver.find_element(By.ID, "redrive-error").get_attribute("hidden") is not None
-        assert int(result.find_element(By.CSS_SELECTOR, '[data-field="sent"]').text) == expected
-        _shot(driver, "dlq-executed")
-        phase("execute")
-    finally:
-        driver.quit()
+    driver.find_element(By.ID, "redrive-execute").click()
+    confirm = driver.find_element(By.ID, "redrive-confirm")
+    wait.until(lambda d: confirm.is_displayed())
+    assert int(confirm.find_element(By.CSS_SELECTOR, '[data-field="confirm_count"]').text) == expected
+    driver.find_element(By.ID, "redrive-token").send_keys(TOKEN)
+    driver.find_element(By.ID, "redrive-confirm-yes").click()
+    wait.until(lambda d: result.find_element(By.CSS_SELECTOR, '[data-field="mode"]').text == "execute")
+    assert driver.find_element(By.ID, "redrive-error").get_attribute("hidden") is not None
+    assert int(result.find_element(By.CSS_SELECTOR, '[data-field="sent"]').text) == expected
+    _shot(driver, "dlq-executed")
+    phase("execute")
 
     # The redriven records came back through the worker (and failed again: they are still invalid JSON).
     wait_for(lambda: _get_json(counters_url)["sales.orders"]["records_in"] == len(records) + expected,

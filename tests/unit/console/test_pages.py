@@ -52,3 +52,26 @@ def test_overview_and_stream_pages_escape_stream_names_reasons_and_owners():
                                      gaps={"opened": 0, "filled": 0, "forgotten": 0}), [EVIL])
     for html in (overview, stream):
         assert 'id="evil"' not in html and html.count("<script") == 2
+
+
+def test_lake_page_shows_tables_snapshots_and_the_verify_result():
+    table = {"name": "sales.orders_v1", "stream": "sales.orders", "topic": "sales.orders.valid.v1", "exists": True,
+             "rows": 1234, "data_files": 3, "snapshots": 7, "newest_event_time": "2026-01-01T00:00:00+00:00",
+             "last_commit": "2026-01-01T00:00:01+00:00", "offsets": {"0": 600, "1": 634},
+             "snapshots_shown": [{"committed_at": "2026-01-01T00:00:01+00:00", "operation": "append",
+                                  "added_rows": 10, "total_rows": 1234, "added_files": 1, "landed_by": EVIL,
+                                  "offsets": EVIL}],
+             "verify": {"ok": True, "rows": 1234, "records": 1300, "landed": 1234, "dlq": 60,
+                        "duplicates_dropped": 6, "duplicate_rows": 0, "missing": 0, "rows_past_offsets": 0,
+                        "verified_at": 2.0}}
+    waiting = {"name": "other_v1", "stream": "x.other", "topic": "x.other.valid.v1", "exists": False}
+    html = pages.lake_page(frame(available=True, tables=[table, waiting]), ["sales.orders"])
+    assert 'data-field="rows">1234<' in html and "p0: 600, p1: 634" in html
+    assert 'data-field="verify">OK<' in html and "missing 0" in html
+    assert "not landed yet" in html and 'href="/lake?verify=sales.orders_v1"' in html
+    assert 'id="evil"' not in html
+
+
+def test_lake_page_without_lake_landing_says_so():
+    html = pages.lake_page(frame(available=False, why="lake landing is not installed"), [])
+    assert "lake landing is not installed" in html
