@@ -123,22 +123,24 @@ def stream_page(view: dict[str, Any], streams: list[str]) -> Markup:
                      [[r["stage"], el("a", {"href": _dlq_href(view["name"], r["reason"])}, r["reason"]), r["count"]]
                       for r in view["dlq_by_reason"]], id="dlq-reasons", class_="grid")
     gaps = view["gaps"]
-    body = join(
-        el("dl", {"class": "numbers"}, numbers),
-        el("section", {}, el("h2", {}, "Partitions"),
-           el("p", {}, "group ", el("code", {}, group.get("group", "-")), " is ",
-              el("span", {"data-field": "group_state"}, group.get("state", "unknown")), " with ",
-              el("span", {"data-field": "members"}, len(group.get("members", []))), " member(s)"),
-           parts, el("div", {"class": "chart wide", "data-chart": "lag", "aria-label": "lag over time"})),
-        el("section", {}, el("h2", {}, "DLQ by stage and reason"), reasons,
+    partitions = el("section", {}, el("h2", {}, "Partitions"),
+                    el("p", {}, "group ", el("code", {}, group.get("group", "-")), " is ",
+                       el("span", {"data-field": "group_state"}, group.get("state", "unknown")), " with ",
+                       el("span", {"data-field": "members"}, len(group.get("members", []))), " member(s)"),
+                    parts)
+    charts = join(
+        el("section", {}, el("h2", {}, "Lag and DLQ depth"),
+           el("div", {"class": "chart wide", "data-chart": "lag", "aria-label": "lag over time"})),
+        el("section", {}, el("h2", {}, "DLQ by stage and reason"),
            el("div", {"class": "chart wide", "data-chart": "dlq-rates",
-                      "aria-label": "DLQ records per second by reason"})),
+                      "aria-label": "DLQ records per second by reason"}), reasons),
         el("section", {}, el("h2", {}, "Gaps"),
            el("dl", {"class": "numbers"}, _number("gaps_opened", "opened", gaps["opened"]),
               _number("gaps_filled", "filled", gaps["filled"]),
               _number("gaps_forgotten", "forgotten", gaps["forgotten"])),
-           el("div", {"class": "chart wide", "data-chart": "gaps", "aria-label": "gaps over time"})),
-    )
+           el("div", {"class": "chart wide", "data-chart": "gaps", "aria-label": "gaps over time"})))
+    body = join(el("dl", {"class": "numbers"}, numbers),
+                el("div", {"class": "split"}, el("div", {}, charts), el("div", {}, partitions)))
     return _frame(view["name"], "stream", view, streams, body, stream=view["name"])
 
 

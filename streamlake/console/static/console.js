@@ -38,7 +38,15 @@
 
   // -- charts ----------------------------------------------------------------------------------
 
-  const charts = new Map(); // element -> { plot, labels }
+  const charts = new Map(); // element -> { plot, key }
+
+  function compact(v) {
+    if (v === null || v === undefined) return "";
+    const a = Math.abs(v);
+    if (a >= 1e6) return (v / 1e6).toFixed(a >= 1e7 ? 0 : 1) + "M";
+    if (a >= 1e3) return (v / 1e3).toFixed(a >= 1e4 ? 0 : 1) + "k";
+    return String(Math.round(v * 100) / 100);
+  }
 
   function drawChart(el, title, labels, data, firstColour) {
     const key = labels.join("\u0000");
@@ -55,7 +63,7 @@
       height: el.classList.contains("wide") ? 220 : 150,
       legend: { live: false },
       scales: { x: { time: true } },
-      axes: [{}, { size: 50 }],
+      axes: [{}, { size: 48, values: (u, ticks) => ticks.map(compact) }],
       series: [{}].concat(labels.map((label, i) => ({
         label: label, stroke: palette[(i + (firstColour || 0)) % palette.length], width: 1.5, points: { show: false },
       }))),
@@ -187,7 +195,7 @@
     list.replaceChildren();
     for (const [dest, n] of Object.entries(report.by_destination)) {
       const li = document.createElement("li");
-      li.textContent = dest + ": " + n;
+      li.textContent = "→ " + dest + ": " + n;
       list.appendChild(li);
     }
     box.hidden = false;
