@@ -5,6 +5,7 @@
     python -m bench seek [options]            offsets_for_times on a small and a large topic
     python -m bench recovery [options]        sequence-table recovery time and memory per 1M keys
     python -m bench failover [options]        kill -9 of one of two workers: time until its partitions forward again
+    python -m bench producer [options]        the producer SDK against a raw aiokafka producer loop
 
 Every run prints the machine and its load average at the start and at the end:
 on a shared machine, compare figures only as ratios within one run.
@@ -21,7 +22,7 @@ from collections.abc import Callable
 
 from .common import bench_broker, load_average, machine
 
-COMMANDS = ("throughput", "latency", "seek", "recovery", "failover")
+COMMANDS = ("throughput", "latency", "seek", "recovery", "failover", "producer")
 
 
 def _paths(text: str) -> tuple[int, ...]:
@@ -82,6 +83,8 @@ def parser() -> argparse.ArgumentParser:
     fo.add_argument("--session-timeout", type=float, default=6.0,
                     help="the workers' session timeout in seconds (default 6, the broker's minimum)")
     fo.add_argument("--failover-rate", type=int, default=2000, help="records/s offered during failover (default 2000)")
+    pr = p.add_argument_group("producer")
+    pr.add_argument("--producer-records", type=int, default=100_000, help="records per run (default 100000)")
     return p
 
 
@@ -120,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             from .seek import measure_seek, print_seek
             sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
             report = asyncio.run(measure_seek(url, sizes, args.partitions, args.lookups, say))
+        elif args.command == "producer":
+            from .producer import measure_producer
+            report = asyncio.run(measure_producer(url, args.producer_records, args.keys, args.partitions,
+                                                  args.repeat, say))
         elif args.command == "recovery":
             from .recovery import measure_recovery, print_recovery
             report = asyncio.run(measure_recovery(url, args.tracked_keys, args.stores or ("memory", "rocksdb"),
@@ -137,11 +144,17 @@ def main(argv: list[str] | None = None) -> int:
             printer = {"latency": print_latency if args.command == "latency" else None,
                        "seek": print_seek if args.command == "seek" else None,
                        "recovery": print_recovery if args.command == "recovery" else None,
-                       "failover": print_failover if args.command == "failover" else None}[args.command]
+                       "failover": print_failover if args.command == "failover" else None,
+                       "producer": _print_producer}[args.command]
             assert printer is not None
             print_machine(info, args.markdown)
             printer(report, args.markdown)
     return 0
+
+
+def _print_producer(report: dict, markdown: bool) -> None:
+    from .producer import print_producer
+    print_producer(report, markdown)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from .broker import broker
 from .console import console
 from .demo import demo
 from .dlq import dlq
-from .produce import produce_sample_command
+from .produce import produce_command, produce_sample_command
 from .replay import replay
 from .status import status
 from .topics import topics
@@ -23,6 +23,6 @@ __all__ = ["register_commands"]
 
 
 def register_commands() -> None:
-    for command in (broker, topics, replay, dlq, status, demo, produce_sample_command, console):
+    for command in (broker, topics, replay, dlq, status, demo, produce_command, produce_sample_command, console):
         if command.name not in faust_cli.commands:
             faust_cli.add_command(command)

@@ -1,18 +1,29 @@
-"""``streamlake produce-sample``: a realistic load for a stream (the demo's load generator)."""
+"""``streamlake produce``: load a file into a stream; ``streamlake produce-sample``: the demo's load generator.
+
+``produce`` exit codes: 0 every line was acknowledged; 1 a line was rejected
+(refused by the stream's rules or not acknowledged; see the rejects file)
+unless ``--allow-rejects``, or the command could not run; 2 bad arguments.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
 
 import click
 
 from ..catalog import TopicRole, load_catalog
-from ..config import load_settings
+from ..config import Settings, load_settings
 from ..errors import StreamLakeError
 from ..kafka.sample_producer import produce_sample
+from ..producer import SequenceSource, find_stream
+from ..producer.files import FileFormat, ProduceSummary, default_rejects_path, format_of, run_produce_file
 from ..sample import SampleMix, SampleSummary, generate_sample
-from ..topology import discover_streams
+from ..topology import Stream, discover_streams
 from .output import emit, friendly_errors, json_option, table
 
 ratio = click.FloatRange(0.0, 1.0)
@@ -62,3 +73,66 @@ def produce_sample_command(stream_name: str, events: int, rate: float | None, ba
     summary = asyncio.run(produce_sample(settings, topic, partitions, records, rate, stream.policies))
     data = {"stream": stream.name, "topic": topic, "key_prefix": prefix, "seed": seed, **summary.as_dict()}
     emit(data, as_json, lambda _: render_summary(summary, topic) + f"\nkey prefix {prefix}, seed {seed}")
+
+
+def render_produce_summary(data: dict) -> str:
+    lines = [f"{data['source']} -> {data['topic']}: {data['lines']} line(s), {data['delivered']} acknowledged, "
+             f"{data['rejected']} rejected in {data['seconds']} s"]
+    if data["rejected"]:
+        lines.append(table([[reason, n] for reason, n in sorted(data["rejected_by_reason"].items())],
+                           ["reason", "lines"]))
+        lines.append(f"rejected lines (with line number, stage and reason): {data['rejects_file']}")
+    return "\n".join(lines)
+
+
+@click.command("produce")
+@click.option("--stream", "stream_name", required=True,
+              help="Logical stream name (<domain>.<dataset>) declared under topologies/.")
+@click.argument("source", default="-", metavar="[FILE|-]")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None,
+              help="Input format (default: from the file's extension; required for standard input).")
+@click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where rejected lines go (default: <FILE>.rejects.jsonl).")
+@click.option("--allow-rejects", is_flag=True, help="Exit 0 even when lines were rejected.")
+@click.option("--seq", "seq_source", type=click.Choice([s.value for s in SequenceSource]), default="field",
+              show_default=True, help="field: each line carries its sequence; allocate: number each key's lines "
+                                      "from a local store (one producer per key).")
+@click.option("--seq-store", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The allocator's file with --seq allocate "
+                   "(default: .streamlake/producer/<stream>.sequences.sqlite).")
+@json_option
+@friendly_errors
+def produce_command(stream_name: str, source: str, fmt: str | None, rejects_path: Path | None, allow_rejects: bool,
+                    seq_source: str, seq_store: Path | None, as_json: bool) -> None:
+    """Send a JSON Lines or CSV file (or - for standard input) to a stream, checked by the stream's rules."""
+    settings = load_settings()
+    stream = find_stream(settings, stream_name)
+    if source == "-" and fmt is None:
+        raise click.UsageError("reading standard input needs --format jsonl or --format csv")
+    file_format = format_of(source, fmt)
+    rejects = rejects_path or default_rejects_path(source)
+    handle: IO[bytes]
+    try:
+        handle = sys.stdin.buffer if source == "-" else open(source, "rb")
+    except OSError as exc:
+        raise StreamLakeError(f"cannot read {source}: {exc.strerror}") from None
+    show_bar = not as_json and sys.stderr.isatty() and source != "-"
+    try:
+        if show_bar:
+            with click.progressbar(length=Path(source).stat().st_size, label="producing", file=sys.stderr) as bar:
+                summary = _run(settings, stream, source, handle, file_format, rejects, seq_source, seq_store,
+                               lambda _lines: bar.update(handle.tell() - bar.pos))
+        else:
+            summary = _run(settings, stream, source, handle, file_format, rejects, seq_source, seq_store, None)
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+    emit(summary.as_dict(), as_json, render_produce_summary)
+    if summary.rejected and not allow_rejects:
+        sys.exit(1)
+
+
+def _run(settings: Settings, stream: Stream, source: str, handle: IO[bytes], file_format: FileFormat, rejects: Path,
+         seq_source: str, seq_store: Path | None, on_progress: Callable[[int], None] | None) -> ProduceSummary:
+    return run_produce_file(settings, stream, source, handle, file_format, rejects, SequenceSource(seq_source),
+                            seq_store, on_progress)

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 import orjson
 
 from ..errors import RetryableError
 from ..partitioner import cached_partition_for_key as _partition_of
 from ..topology import JSON_TYPES, Action, Stream
-from .dlq import DeadLetter, Reason
+from .dlq import DeadLetter, Reason, Stage
 from .records import ConsumedRecord, header_of
 from .sequence import MAX_SEQUENCE, KeyState, SequenceClass, classify_sequence
 
-__all__ = ["Forward", "BatchResult", "StreamCounters", "process_batch", "REPLAY_ID", "RETURNED_FROM_DLQ"]
+__all__ = ["Forward", "BatchResult", "StreamCounters", "process_batch", "admit_record", "Admission", "RecordRejected",
+           "REPLAY_ID", "RETURNED_FROM_DLQ"]
 
 #: Provenance headers that change how the tracker treats a record.
 REPLAY_ID = "streamlake.replay.id"  # window replay: a deliberate re-emit
@@ -100,12 +101,46 @@ class BatchResult:
     counters: StreamCounters = field(default_factory=StreamCounters)
 
 
-class _Reject(Exception):
-    """Internal: a stage rejected the record."""
+class RecordRejected(Exception):
+    """A stage of the pipeline refused the record: ``reason`` (and its ``stage``) say why."""
 
     def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+    @property
+    def stage(self) -> Stage:
+        return self.reason.stage
+
+
+_Reject = RecordRejected  # the stages below raise it under its short name
+
+
+class Admission(NamedTuple):
+    """A record that passed decode, validate, key (and partition) and sequence."""
+
+    doc: dict
+    key: bytes
+    seq: int
+
+
+def admit_record(stream: Stream, record: ConsumedRecord, partitions: int | None = None) -> Admission:
+    """Apply the stream's record rules (decode, validate, key, partition, sequence) to one record.
+
+    The pure admission half of :func:`process_batch`, before ordering; a
+    producer calls it to refuse at the source what ingestion would dead-letter.
+
+    Raises:
+        RecordRejected: naming the reason (and so the stage) of the first rule broken.
+    """
+    doc = _decode(record.value)
+    _validate(doc, stream.required_fields)
+    key = _key(doc, stream.key_field, record.key)
+    if partitions is not None and _partition_of(key, partitions) != record.partition:
+        raise _Reject(Reason.WRONG_PARTITION,
+                      f"key {key[:64]!r} belongs on partition {_partition_of(key, partitions)} "
+                      f"(Java default partitioner), not {record.partition}")
+    return Admission(doc, key, _sequence(doc, record, stream))
 
 
 def process_batch(stream: Stream, records: Iterable[ConsumedRecord],
@@ -141,14 +176,7 @@ def process_batch(stream: Stream, records: Iterable[ConsumedRecord],
     for record in records:
         counters.records_in += 1
         try:
-            doc = _decode(record.value)
-            _validate(doc, stream.required_fields)
-            key = _key(doc, stream.key_field, record.key)
-            if partitions is not None and _partition_of(key, partitions) != record.partition:
-                raise _Reject(Reason.WRONG_PARTITION,
-                              f"key {key[:64]!r} belongs on partition {_partition_of(key, partitions)} "
-                              f"(Java default partitioner), not {record.partition}")
-            seq = _sequence(doc, record, stream)
+            doc, key, seq = admit_record(stream, record, partitions)
         except _Reject as rej:
             dead(result, DeadLetter(record, rej.reason, str(rej)))
             continue
