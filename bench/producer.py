@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-
 from streamlake.catalog import TopicRole, TopicSpec
 from streamlake.config import Settings
 from streamlake.kafka.admin import create_topics

@@ -159,7 +159,7 @@ class StreamProducer:
         self._producer_options = {
             **client_kwargs(self.settings), "linger_ms": linger_ms, "max_batch_size": 256 * 1024,
             "client_id": client_id, **producer_options, "acks": "all", "enable_idempotence": True}
-        self._producer: AIOKafkaProducer = None  # type: ignore[assignment]  # built on the loop that starts it
+        self._producer: AIOKafkaProducer | None = None  # built on the loop that starts it
         self._pending: collections.deque[asyncio.Future] = collections.deque()
         self._stage: list[tuple[PreparedRecord, asyncio.Future]] = []
         self._stage_lock = asyncio.Lock()
@@ -184,11 +184,11 @@ class StreamProducer:
         await check_source_topic(self.settings, self.topic, self.partitions)
         if self._allocator is not None:
             self._allocator.open()
-        self._producer = AIOKafkaProducer(**self._producer_options)
+        self._producer = producer = AIOKafkaProducer(**self._producer_options)
         try:
-            await self._producer.start()
+            await producer.start()
         except KafkaError as exc:
-            await self._producer.stop()
+            await producer.stop()
             if self._allocator is not None:
                 self._allocator.close()
             raise BrokerError(f"cannot reach Kafka at {self.settings.bootstrap_servers}: {exc}") from exc
@@ -254,7 +254,8 @@ class StreamProducer:
             self._started = False
             if self._stage_timer is not None:
                 self._stage_timer.cancel()
-            await self._producer.stop()
+            if self._producer is not None:
+                await self._producer.stop()
             if self._allocator is not None:
                 self._allocator.close()
 
@@ -273,6 +274,7 @@ class StreamProducer:
 
     async def _send(self, record: PreparedRecord) -> asyncio.Future:
         try:
+            assert self._producer is not None  # send() checked that the producer started
             future = await self._producer.send(self.topic, record.value, key=record.key,
                                                partition=record.partition, headers=list(record.headers) or None)
         except KafkaError as exc:
