@@ -81,7 +81,7 @@ def find_free_port_block(count: int, start: int = 5000, step: int = 100, limit: 
     """The first base port (start, start+step, ...) with *count* free ports on 127.0.0.1 after it."""
     base = start
     while base + count < limit:
-        if all(local._port_free(base + i) for i in range(count)):
+        if all(local.port_free(base + i) for i in range(count)):
             return base
         base += step
     raise StreamLakeError(f"no block of {count} free ports on 127.0.0.1 between {start} and {limit}")

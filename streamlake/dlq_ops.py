@@ -26,6 +26,7 @@ from .dlq_policy import (
     redrive_headers, render_preview, styled_headers,
 )
 from .errors import TopicNameError
+from .runtime.compat import fetch_cluster_metadata
 from .kafka.client import client_kwargs
 from .naming import redrive_group_for, source_of_derived
 from .topology import discover_streams
@@ -90,7 +91,7 @@ def _check_dlq_topic(topic: str) -> None:
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     # consumer.topics() fetches fresh metadata but does not keep it; ask the client for it instead.
-    cluster = await consumer._client.fetch_all_metadata()
+    cluster = await fetch_cluster_metadata(consumer)
     parts = cluster.partitions_for_topic(topic)
     if not parts:
         raise DlqError(f"DLQ topic {topic!r} does not exist on the broker; "

@@ -97,7 +97,7 @@ def _require_tool(name: str, how: str) -> None:
         raise BrokerError(f"'{name}' was not found on PATH; {how}")
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -189,7 +189,7 @@ def start_broker(
         )
     _require_tool("java", "install a Java 17+ runtime (apt-get install openjdk-17-jre-headless)")
     port = port or free_port()
-    if not _port_free(port):
+    if not port_free(port):
         raise BrokerError(f"port {port} on {HOST} is in use; pick another with --port N (or stop what holds it)")
     cport = free_port()
     libs = resolve_jars(kafka_version)

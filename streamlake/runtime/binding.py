@@ -35,6 +35,7 @@ from ..core.sequence import KeyState
 from ..naming import table_name_for
 from ..partitioner import cached_partition_for_key, partition_for_key
 from ..topology import Stream
+from .compat import raw_producer
 from .fastpath import write_table_rows
 
 log = logging.getLogger("streamlake.ingest")
@@ -153,7 +154,7 @@ class StreamBinding:
             # Declare first: a metadata request for a missing topic makes a broker with
             # auto.create.topics.enable create it with num.partitions (1), breaking co-partitioning.
             await table.changelog_topic.maybe_declare()
-            await producer._ensure_producer().partitions_for(table.changelog_topic.get_topic_name())
+            await raw_producer(self.app).partitions_for(table.changelog_topic.get_topic_name())
 
     async def handle_batch_until_done(self, records: Sequence[ConsumedRecord]) -> None:
         """Handle a batch; on an unexpected error, log it and try the same batch again.
@@ -327,7 +328,7 @@ class StreamBinding:
             futures = [await self._enqueue(topic, k, v, p, h, ts) for p, k, v, h, ts in items]
             results = await asyncio.gather(*futures, return_exceptions=True)
             return [r if isinstance(r, BaseException) else None for r in results]
-        producer = self.app.producer._ensure_producer()
+        producer = raw_producer(self.app)
         name = topic.get_topic_name()
         slots: list[asyncio.Future] = []
         open_batches: dict[int, Any] = {}

@@ -12,9 +12,20 @@ from ..config import Settings, load_settings
 from ..kafka.client import ssl_context
 from ..topology import discover_streams
 from .binding import RecordPath, StreamBinding, bind_streams
-from .fastpath import BatchTransport, check_faust_version
+from .compat import check_versions
 from .startup import prepare_worker
 from .web import install_web_views
+
+
+#: URL scheme of StreamLake's consumer transport (fastpath.BatchTransport), registered
+#: with Faust through the ``faust.transports`` entry point in setup.cfg.
+BATCH_TRANSPORT_SCHEME = "streamlake"
+
+
+def consumer_broker_url(broker: str) -> str:
+    """*broker* with every server's scheme set to StreamLake's consumer transport."""
+    return ";".join(f"{BATCH_TRANSPORT_SCHEME}://{part.strip().split('://', 1)[-1]}"
+                    for part in broker.split(";") if part.strip())
 
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
@@ -43,6 +54,10 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # output or DLQ topic shows up in the log at once, and keeps showing up.
         producer_request_timeout=settings.request_timeout,
     )
+    if settings.processing_guarantee == "at_least_once":
+        # StreamLake's consumer owns read positions, fast path or not (see fastpath.py).
+        # exactly_once keeps Faust's: its sends join Faust's per-partition transactions.
+        conf["broker_consumer"] = consumer_broker_url(settings.broker)
     credentials = _credentials(settings)
     if credentials is not None:
         conf["broker_credentials"] = credentials
@@ -80,15 +95,11 @@ class StreamLakeApp(faust.App):
         if self.bindings:
             await prepare_worker(self.streamlake_settings, self.catalog, self.tables.values())
 
-    def _new_transport(self) -> Any:
-        if self.use_batch_consumer:
-            return BatchTransport(self.conf.broker_consumer, self)
-        return super()._new_transport()
-
 
 def create_app(settings: Settings | None = None) -> StreamLakeApp:
     """Build the app from conf/ and bind every stream declared under topologies/."""
     settings = settings or load_settings()
+    check_versions()
     Path(settings.datadir).mkdir(parents=True, exist_ok=True)
     app = StreamLakeApp(settings.app_id, **faust_settings(settings))
     app.streamlake_settings = settings
@@ -98,8 +109,6 @@ def create_app(settings: Settings | None = None) -> StreamLakeApp:
     # binding, because declaring topics already creates the transport.
     app.use_batch_consumer = settings.processing_guarantee == "at_least_once"
     app.use_fast_path = settings.fast_path and app.use_batch_consumer
-    if app.use_batch_consumer:
-        check_faust_version()
     streams = discover_streams(settings.topologies_dir)
     app.catalog = load_catalog(settings, streams)
     app.bindings = bind_streams(app, streams, settings, app.catalog)

@@ -20,10 +20,8 @@ commit of a fast partition names only what was processed. A token
 in the unacked set makes a revoke wait for a batch in flight. Buffered table
 state is flushed before each commit (see :meth:`BatchConsumer.force_commit`).
 
-It reaches into Faust internals (``_drain_messages``, ``_new_offset``,
-``_filter_tps_with_pending_acks``, ``_committed_offset``,
-``_unacked_messages``), so it is pinned to the Faust version below and
-refuses to run under another.
+Every Faust internal it needs is reached through
+:class:`~streamlake.runtime.compat.ConsumerSeam`, which pins the version.
 """
 
 from __future__ import annotations
@@ -32,31 +30,22 @@ import asyncio
 import itertools
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import faust
 import orjson
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
-from mode.utils.futures import notify
 
 from ..core.progress import ReadProgress, Verdict
 from ..core.records import ConsumedRecord
-from ..errors import ConfigError
+from .compat import ConsumerSeam, is_rocksdb_store, raw_producer, store_in_rocksdb
 
 if TYPE_CHECKING:
     from .binding import StreamBinding
 
 log = logging.getLogger("streamlake.fastpath")
-
-PINNED_FAUST_VERSION = "0.15.3"
-
-def check_faust_version(version: str = faust.__version__) -> None:
-    if version != PINNED_FAUST_VERSION:
-        raise ConfigError(
-            f"StreamLake's consumer is written against faust-streaming {PINNED_FAUST_VERSION}, found {version}; "
-            f"pin faust-streaming=={PINNED_FAUST_VERSION}"
-        )
 
 
 class _BatchToken:
@@ -69,7 +58,7 @@ class _BatchToken:
         self.refcount = 1
 
 
-class BatchConsumer(aiokafka_driver.Consumer):
+class BatchConsumer(ConsumerSeam):
     """Faust's aiokafka Consumer with a batch drain loop for StreamLake's source topics."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -111,16 +100,16 @@ class BatchConsumer(aiokafka_driver.Consumer):
         """
         return topic in self.fast_bindings() or self.app.topics.acks_enabled_for(topic)
 
-    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Any:
+    def tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
         fast_topics = self.fast_bindings()
         fast = [tp for tp in self.progress.partitions() if tp.topic in fast_topics
                 and (topics is None or tp in topics or tp.topic in topics)]
-        return itertools.chain(super()._filter_tps_with_pending_acks(topics), fast)
+        return itertools.chain(super().tps_with_pending_acks(topics), fast)
 
-    def _new_offset(self, tp: TP) -> int | None:
+    def new_offset(self, tp: TP) -> int | None:
         if tp.topic in self.fast_bindings():
             return self.progress.committable(tp)
-        return super()._new_offset(tp)
+        return super().new_offset(tp)
 
     def _complete(self, spans: Mapping[TP, tuple[int, int]]) -> None:
         for tp, (start, end) in spans.items():
@@ -149,54 +138,19 @@ class BatchConsumer(aiokafka_driver.Consumer):
             mine = [tp for tp in self.assignment() if self._positioned(tp.topic)]
             self.progress.forget(mine)
             await super().perform_seek()
-            starts = {tp: self._committed_offset.get(tp) for tp in mine}
+            starts = {tp: self.committed_offset(tp) for tp in mine}
             uncommitted = [tp for tp, offset in starts.items() if not offset]
             if uncommitted:
                 earliest = await self.earliest_offsets(*uncommitted)
                 for tp in uncommitted:
                     starts[tp] = earliest[tp]
-                    await self._seek(tp, earliest[tp])
+                    await self.seek_partition(tp, earliest[tp])
             for tp, offset in starts.items():
                 self.progress.establish(tp, offset)
         finally:
             self._seeking -= 1
 
-    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised by integration tests
-        consumer_should_stop = self._stopped.is_set
-        fetcher_should_stop = fetcher._stopped.is_set
-        try:
-            while not (consumer_should_stop() or fetcher_should_stop()):
-                await self.sleep(0)
-                records, active = await self._wait_next_records(1.0)
-                if not records or self.should_stop:
-                    continue
-                if not self.flow_active:
-                    await self._seek_after_flow_stop()
-                    continue
-                await self._drain_batch(records, active)
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                self.log.info("Broker stopped consumer, shutting down...")
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                self.log.info("Consumer shutting down for user cancel.")
-                return
-            raise
-        except Exception as exc:
-            self.log.exception("Drain messages raised: %r", exc)
-            raise
-        finally:
-            self.diag.unset_flag("CONSUMER_FETCHING")
-
-    async def _seek_after_flow_stop(self) -> None:
-        try:
-            await self.perform_seek()
-        except Exception as exc:
-            self.log.warning("exception performing seek when flow not active %r", exc)
-
-    async def _drain_batch(self, records: Mapping[Any, list], active: Any) -> None:
+    async def drain_records(self, records: Mapping[TP, list[Any]], active: Any) -> None:
         generation = self.app.consumer_generation_id
         fast = self.fast_bindings()
         by_binding: dict[Any, list[ConsumedRecord]] = {}
@@ -206,7 +160,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         classic: list[tuple[Any, list, int | None]] = []
         # Decide every fast list before the first await, so no seek can slip in between.
         for tp, recs in records.items():
-            if not recs or (active is not None and tp not in active and tp not in self._buffered_partitions):
+            if not recs or (active is not None and tp not in active and not self.is_buffered(tp)):
                 continue  # dropped: the next list for tp starts after a hole and is sent back
             binding = fast.get(tp.topic)
             if binding is None and not self._positioned(tp.topic):
@@ -235,7 +189,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         for tp, offset in seek_back.items():
             log.info("%s: fetched records start after offset %d; reading again from there", tp, offset)
             try:
-                await self._seek(tp, offset)
+                await self.seek_partition(tp, offset)
             except Exception as exc:  # e.g. revoked meanwhile: the next assignment seeks anyway
                 log.warning("%s: seek to %d failed (%r); waiting for the next seek", tp, offset, exc)
                 self.progress.forget([tp])
@@ -244,7 +198,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         if not by_binding:
             return
         token = _BatchToken()
-        self._unacked_messages.add(token)  # type: ignore[arg-type]
+        self.hold_acks(token)
         try:
             for binding, batch in by_binding.items():
                 await binding.handle_batch_until_done(batch)
@@ -258,8 +212,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 self._complete(spans)
         finally:
             token.acked = True
-            self._unacked_messages.discard(token)  # type: ignore[arg-type]
-            notify(self._waiting_for_ack)
+            self.release_acks(token)
 
     async def _deliver_classic(self, tp: Any, recs: list, generation: int, start: int | None) -> None:
         """Faust's own per-message path, for topics that are not StreamLake sources.
@@ -277,15 +230,15 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 return
             offset = record.offset
             if start is None:
-                r_offset = self._read_offset[tp]
+                r_offset = self.read_offset(tp)
                 if r_offset is not None and offset < r_offset:
                     continue
             elif offset > expected:
-                await self._add_gap(tp, expected, offset - 1)
+                await self.add_gap(tp, expected, offset - 1)
             expected = offset + 1
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-            await self.wait_first(callback(self._to_message(tp, record)), self.suspend_flow.wait())
-            self._read_offset[tp] = offset
+            await self.wait_first(callback(self.to_message(tp, record)), self.suspend_flow.wait())
+            self.set_read_offset(tp, offset)
 
 
 class BatchTransport(aiokafka_driver.Transport):
@@ -305,17 +258,16 @@ async def write_table_rows(app: faust.App, table: Any, rows: Mapping[bytes, tupl
     if not rows:
         return
     store = table.data
-    rocksdb = hasattr(store, "_db_for_partition")
+    rocksdb = is_rocksdb_store(store)
     by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
     for key, (partition, value) in rows.items():
         encoded = orjson.dumps(value)
         if rocksdb:  # keep RocksDB's per-partition databases and key index as Faust would
-            store._db_for_partition(partition).put(key, encoded)
-            store._key_index[key] = partition
+            store_in_rocksdb(store, partition, key, encoded)
         else:
             store[key] = value
         by_partition.setdefault(partition, []).append((key, encoded))
-    producer = app.producer._ensure_producer()
+    producer = raw_producer(app)
     topic = table.changelog_topic.get_topic_name()
     pending: list[tuple[int, asyncio.Future]] = []
     for partition, items in by_partition.items():

@@ -6,10 +6,10 @@ consumer state into metric families when ``/metrics`` is scraped. Each app
 has its own :class:`CollectorRegistry`, so several apps in one process (tests)
 never share or clash.
 
-Faust internals read here (pinned to faust-streaming 0.15.3): ``app.rebalancing``,
-``app.rebalancing_count``, ``app.tables._recovery.completed``, and the
-consumer's ``_committed_offset`` (committed offsets as Kafka stores them:
-the next offset to read).
+Faust state read here: ``app.rebalancing``, ``app.rebalancing_count``, and,
+through :mod:`streamlake.runtime.compat`, whether table recovery completed
+and the consumer's committed offsets (as Kafka stores them: the next offset
+to read).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..core.dlq import Reason
+from .compat import committed_offsets, recovery_completed
 
 __all__ = ["StreamLakeCollector", "metrics_registry", "render_metrics", "partition_offsets", "readiness"]
 
@@ -123,7 +124,7 @@ def partition_offsets(app: Any) -> dict[tuple[str, int], tuple[int | None, int |
     """(highwater, committed offset) per assigned source partition of this worker."""
     sources = _source_topics(app)
     consumer = app.consumer
-    committed_map = getattr(consumer, "_committed_offset", {})
+    committed_map = committed_offsets(consumer)
     out: dict[tuple[str, int], tuple[int | None, int | None]] = {}
     for tp in _assignment(app):
         if tp.topic not in sources:
@@ -144,8 +145,7 @@ def readiness(app: Any) -> tuple[bool, dict[str, Any]]:
     A worker can be ready with no source partitions (more workers than
     partitions); ``assigned`` lists what it owns.
     """
-    recovery = getattr(getattr(app, "tables", None), "_recovery", None)
-    recovered = bool(recovery is not None and recovery.completed.is_set())
+    recovered = recovery_completed(app)
     joined = getattr(app, "consumer_generation_id", 0) not in (None, 0, -1)
     rebalancing = bool(getattr(app, "rebalancing", False))
     sources = _source_topics(app)

@@ -1,0 +1,139 @@
+"""Contract tests for every private Faust/mode/aiokafka name that runtime/compat.py touches.
+
+Each test pins a name's shape (it exists, its parameters, what it holds) in
+the installed, pinned versions; a release that renames or reshapes one of
+them fails here before it fails in a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import defaultdict
+from weakref import WeakSet
+
+import aiokafka
+import faust
+import pytest
+from aiokafka.cluster import ClusterMetadata
+from faust.exceptions import NotReady
+from faust.stores import rocksdb as faust_rocksdb
+from faust.tables.manager import TableManager
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
+
+from streamlake.errors import ConfigError
+from streamlake.runtime import compat
+
+Consumer = aiokafka_driver.Consumer
+
+
+def params(func: object) -> list[str]:
+    return list(inspect.signature(func).parameters)  # type: ignore[arg-type]
+
+
+def test_pinned_versions_are_the_installed_ones() -> None:
+    assert compat.installed_versions() == dict(compat.PINNED_VERSIONS)
+    compat.check_versions()  # does not raise
+
+
+@pytest.mark.parametrize("package", ["faust-streaming", "aiokafka"])
+def test_another_version_of_either_package_is_refused(package: str) -> None:
+    found = {**compat.PINNED_VERSIONS, package: "99.0.0"}
+    with pytest.raises(ConfigError, match=f"{package} .*found 99.0.0"):
+        compat.check_versions(found)
+
+
+@pytest.mark.parametrize(("name", "expected", "is_async"), [
+    ("_new_offset", ["self", "tp"], False),
+    ("_filter_tps_with_pending_acks", ["self", "topics"], False),
+    ("_drain_messages", ["self", "fetcher"], True),
+    ("_wait_next_records", ["self", "timeout"], True),
+    ("_add_gap", ["self", "tp", "offset_from", "offset_to"], True),
+    ("_seek", ["self", "partition", "offset"], True),
+    ("_to_message", ["self", "tp", "record"], False),
+])
+def test_consumer_private_methods_keep_their_shape(name: str, expected: list[str], is_async: bool) -> None:
+    method = getattr(Consumer, name)
+    assert params(method) == expected
+    assert inspect.iscoroutinefunction(method) is is_async
+
+
+def test_consumer_seam_overrides_exactly_the_hooks_faust_calls() -> None:
+    # The seam's forwarding methods must shadow methods Faust's consumer really has.
+    for hook in ("_new_offset", "_filter_tps_with_pending_acks", "_drain_messages"):
+        assert hook in vars(compat.ConsumerSeam)
+        assert callable(getattr(Consumer, hook))
+
+
+@pytest.fixture
+def consumer() -> Consumer:
+    app = faust.App("compat-contract", broker="kafka://127.0.0.1:1", autodiscover=False)
+    return app.consumer
+
+
+def test_consumer_private_state_keeps_its_shape(consumer: Consumer) -> None:
+    tp = TP("t", 0)
+    assert isinstance(consumer._committed_offset, defaultdict) and consumer._committed_offset[tp] is None
+    assert isinstance(consumer._read_offset, defaultdict) and consumer._read_offset[tp] is None
+    assert isinstance(consumer._unacked_messages, WeakSet)
+    assert isinstance(consumer._buffered_partitions, set)
+    assert consumer._waiting_for_ack is None  # a future only while someone waits for acks
+    assert isinstance(consumer._gap, defaultdict)  # what _add_gap fills
+
+
+def test_consumer_seam_reads_and_writes_that_state(consumer: Consumer) -> None:
+    seam = compat.ConsumerSeam.__new__(compat.ConsumerSeam)
+    seam.__dict__.update(consumer.__dict__)
+    tp = TP("t", 1)
+    assert seam.committed_offset(tp) is None and seam.read_offset(tp) is None
+    seam.set_read_offset(tp, 7)
+    assert seam.read_offset(tp) == 7
+    token = type("Token", (), {"__weakref__": None, "acked": False, "refcount": 1})()
+    seam.hold_acks(token)
+    assert token in seam._unacked_messages
+    seam.release_acks(token)
+    assert token not in seam._unacked_messages
+    assert seam.is_buffered(tp) is False
+    assert compat.committed_offsets(seam) is seam._committed_offset
+
+
+def test_faust_producer_exposes_its_aiokafka_producer_only_once_started() -> None:
+    assert params(aiokafka_driver.Producer._ensure_producer) == ["self"]
+    app = faust.App("compat-producer", broker="kafka://127.0.0.1:1", autodiscover=False)
+    with pytest.raises(NotReady):
+        compat.raw_producer(app)
+    # what the record-batch path calls on it
+    assert params(aiokafka.AIOKafkaProducer.create_batch) == ["self"]
+    assert params(aiokafka.AIOKafkaProducer.send_batch) == ["self", "batch", "topic", "partition"]
+
+
+def test_rocksdb_store_keeps_per_partition_databases_and_a_key_index() -> None:
+    assert params(faust_rocksdb.Store._db_for_partition) == ["self", "partition"]
+    assert "_key_index" in faust_rocksdb.Store.__annotations__
+    assert compat.is_rocksdb_store(faust_rocksdb.Store) is True
+    assert compat.is_rocksdb_store({}) is False
+
+
+def test_table_manager_keeps_recovery_in_an_optional_attribute() -> None:
+    assert TableManager._recovery is None  # created lazily by the public ``recovery`` property
+    assert isinstance(TableManager.__dict__["recovery"], property)
+    app = faust.App("compat-recovery", broker="kafka://127.0.0.1:1", autodiscover=False)
+    assert compat.recovery_completed(app) is False
+    app.tables.recovery.completed.set()
+    assert compat.recovery_completed(app) is True
+
+
+async def test_aiokafka_consumer_keeps_a_client_that_fetches_all_metadata() -> None:
+    consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
+    assert inspect.iscoroutinefunction(consumer._client.fetch_all_metadata)
+    assert params(consumer._client.fetch_all_metadata) == []
+    assert params(ClusterMetadata.partitions_for_topic) == ["self", "topic"]
+    await asyncio.sleep(0)  # the consumer binds to the running loop
+
+
+def test_fetchers_and_consumers_answer_should_stop() -> None:
+    # The drain loop asks services should_stop (mode's public property) instead of their _stopped events.
+    from mode import Service
+    assert isinstance(inspect.getattr_static(Service, "should_stop"), property)
+    assert issubclass(Consumer, Service)
