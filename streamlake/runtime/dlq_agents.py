@@ -247,7 +247,6 @@ def _headers(headers: Any) -> list[tuple[str, bytes]]:
 def bind_dlq_agents(app: faust.App, streams: Iterable[Stream], settings: Settings, catalog: Catalog) -> list[DlqAgent]:
     """Bind one DLQ agent per stream to *app*; call once per app, at import time."""
     agents = [DlqAgent(app, stream, settings, catalog) for stream in streams]
-    app.dlq_agents = agents  # type: ignore[attr-defined]
 
     @app.page("/streamlake/dlq")
     async def dlq_counts(web: Any, request: Any) -> Any:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import faust
+from prometheus_client import CollectorRegistry
 
 from ..catalog import Catalog, load_catalog
 from ..config import Settings, load_settings
 from ..kafka.client import ssl_context
-from ..topology import discover_streams
-from .binding import RecordPath, StreamBinding, bind_streams
+from ..topology import Stream, discover_streams
+from .binding import StreamBinding
 from .compat import check_versions
+from .declarations import declare_stream
+from .dlq_agents import DlqAgent, bind_dlq_agents
+from .record_path import RecordPath
 from .startup import prepare_worker
 from .web import install_web_views
 
@@ -54,7 +59,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # output or DLQ topic shows up in the log at once, and keeps showing up.
         producer_request_timeout=settings.request_timeout,
     )
-    if settings.processing_guarantee == "at_least_once":
+    if RecordPath.for_settings(settings).batch_consumer:
         # StreamLake's consumer owns read positions, fast path or not (see fastpath.py).
         # exactly_once keeps Faust's: its sends join Faust's per-partition transactions.
         conf["broker_consumer"] = consumer_broker_url(settings.broker)
@@ -79,21 +84,35 @@ def _credentials(settings: Settings) -> Any:
 
 
 class StreamLakeApp(faust.App):
-    """The Faust app, plus StreamLake's bindings and start-up checks."""
+    """The Faust app, plus StreamLake's bindings and start-up checks; every attribute typed, set once."""
 
-    streamlake_settings: Settings
-    bindings: list[StreamBinding]
-    catalog: Catalog
-
-    fast_bindings: dict[str, StreamBinding]
-    use_fast_path = False
-    #: StreamLake's consumer (fastpath.BatchConsumer): it owns read positions, fast path or not.
-    use_batch_consumer = False
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        super().__init__(settings.app_id, **faust_settings(settings))
+        self.streamlake_settings = settings
+        self.catalog = catalog
+        #: chosen once from the settings; every binding gets it passed in
+        self.record_path = RecordPath.for_settings(settings)
+        self.bindings: list[StreamBinding] = []
+        #: source and retry topic name -> binding, for StreamLake's consumer (fast path only)
+        self.fast_bindings: dict[str, StreamBinding] = {}
+        self.dlq_agents: list[DlqAgent] = []
+        self.metrics_registry: CollectorRegistry | None = None
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
         if self.bindings:
             await prepare_worker(self.streamlake_settings, self.catalog, self.tables.values())
+
+    def bind(self, streams: Sequence[Stream]) -> None:
+        """Declare every stream's topics and tables, its ingestion agent and its DLQ agent."""
+        for stream in streams:
+            topics = declare_stream(self, stream, self.streamlake_settings, self.catalog)
+            binding = StreamBinding(self, topics, self.streamlake_settings, self.record_path)
+            self.bindings.append(binding)
+            if self.record_path is RecordPath.FAST:
+                self.fast_bindings[topics.source_name] = binding
+                self.fast_bindings[topics.retry_name] = binding
+        self.dlq_agents = bind_dlq_agents(self, streams, self.streamlake_settings, self.catalog)
 
 
 def create_app(settings: Settings | None = None) -> StreamLakeApp:
@@ -101,21 +120,8 @@ def create_app(settings: Settings | None = None) -> StreamLakeApp:
     settings = settings or load_settings()
     check_versions()
     Path(settings.datadir).mkdir(parents=True, exist_ok=True)
-    app = StreamLakeApp(settings.app_id, **faust_settings(settings))
-    app.streamlake_settings = settings
-    app.fast_bindings = {}
-    # exactly_once keeps Faust's per-event path: its sends must join Faust's
-    # per-partition transactions, which the fast path bypasses. Decided before
-    # binding, because declaring topics already creates the transport.
-    app.use_batch_consumer = settings.processing_guarantee == "at_least_once"
-    app.use_fast_path = settings.fast_path and app.use_batch_consumer
     streams = discover_streams(settings.topologies_dir)
-    app.catalog = load_catalog(settings, streams)
-    app.bindings = bind_streams(app, streams, settings, app.catalog)
-    if app.use_fast_path:
-        for binding in app.bindings:
-            binding.path = RecordPath.FAST
-            app.fast_bindings[binding.source_name] = binding
-            app.fast_bindings[binding.retry_name] = binding
+    app = StreamLakeApp(settings, load_catalog(settings, streams))
+    app.bind(streams)
     install_web_views(app)
     return app

@@ -27,23 +27,25 @@ Every Faust internal it needs is reached through
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import faust
-import orjson
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
 from ..core.progress import ReadProgress, Verdict
 from ..core.records import ConsumedRecord
-from .compat import ConsumerSeam, is_rocksdb_store, raw_producer, store_in_rocksdb
+from .checkpoint import Checkpoint
+from .compat import ConsumerSeam
+from .state_buffer import StateBuffer
 
 if TYPE_CHECKING:
     from .binding import StreamBinding
+    from .factory import StreamLakeApp
 
 log = logging.getLogger("streamlake.fastpath")
 
@@ -61,37 +63,27 @@ class _BatchToken:
 class BatchConsumer(ConsumerSeam):
     """Faust's aiokafka Consumer with a batch drain loop for StreamLake's source topics."""
 
+    app: StreamLakeApp
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.progress: ReadProgress[TP] = ReadProgress()
-        self._committing = False
         self._seeking = 0
-        #: (generation, spans) of batches that finished while a commit was flushing state.
-        self._deferred_acks: list[tuple[int, Mapping[TP, tuple[int, int]]]] = []
+        self.checkpoint = Checkpoint(buffers=self._state_buffers, complete=self._complete,
+                                     generation=lambda: self.app.consumer_generation_id)
 
-    def fast_bindings(self) -> Mapping[str, "StreamBinding"]:
-        return getattr(self.app, "fast_bindings", {})
+    def fast_bindings(self) -> Mapping[str, StreamBinding]:
+        return self.app.fast_bindings
+
+    def _state_buffers(self) -> list[StateBuffer]:
+        return list({id(b): b.state for b in self.fast_bindings().values()}.values())
 
     # -- commits: only what ReadProgress says is done ---------------------------------
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
-        """Flush buffered state and counters to the changelog, then let Faust commit.
-
-        A batch that finishes while this runs has its state in the next flush,
-        so its completion waits until this commit has computed its offsets: a
-        committed offset never runs ahead of the state written for it.
-        """
-        self._committing = True
-        try:
-            for binding in {id(b): b for b in self.fast_bindings().values()}.values():
-                await binding.flush_state()
-            return await super().force_commit(topics, start_new_transaction=start_new_transaction)
-        finally:
-            self._committing = False
-            deferred, self._deferred_acks = self._deferred_acks, []
-            for generation, spans in deferred:
-                if generation == self.app.consumer_generation_id:
-                    self._complete(spans)
+        """Commit through the checkpoint: buffered state flushed first, then Faust's commit (checkpoint.py)."""
+        faust_commit = functools.partial(super().force_commit, topics, start_new_transaction=start_new_transaction)
+        return await self.checkpoint.commit(faust_commit)
 
     def _positioned(self, topic: str) -> bool:
         """Fast topics, and topics of Faust agents (DLQ agents): their positions come from ReadProgress.
@@ -206,10 +198,7 @@ class BatchConsumer(ConsumerSeam):
                 # A rebalance happened meanwhile: the new owner reads these records again from
                 # the committed offset; their state is buffered, so they come back as duplicates.
                 return
-            if self._committing:
-                self._deferred_acks.append((generation, spans))
-            else:
-                self._complete(spans)
+            self.checkpoint.finish_batch(generation, spans)
         finally:
             token.acked = True
             self.release_acks(token)
@@ -243,42 +232,3 @@ class BatchConsumer(ConsumerSeam):
 
 class BatchTransport(aiokafka_driver.Transport):
     Consumer = BatchConsumer
-
-
-async def write_table_rows(app: faust.App, table: Any, rows: Mapping[bytes, tuple[int, Any]]) -> None:
-    """Store rows in *table* and write them to its changelog; return once the broker acknowledged them.
-
-    *rows* maps a key to (partition, value). Faust's own ``table[key] = value``
-    costs a coroutine, a future and a buffered send per key, and its RocksDB
-    store needs a current event to know the partition; here each partition's
-    rows go out as record batches and the partition is explicit. The
-    changelog records are exactly what Faust writes (raw key, JSON value), so
-    recovery and standbys read them as usual.
-    """
-    if not rows:
-        return
-    store = table.data
-    rocksdb = is_rocksdb_store(store)
-    by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
-    for key, (partition, value) in rows.items():
-        encoded = orjson.dumps(value)
-        if rocksdb:  # keep RocksDB's per-partition databases and key index as Faust would
-            store_in_rocksdb(store, partition, key, encoded)
-        else:
-            store[key] = value
-        by_partition.setdefault(partition, []).append((key, encoded))
-    producer = raw_producer(app)
-    topic = table.changelog_topic.get_topic_name()
-    pending: list[tuple[int, asyncio.Future]] = []
-    for partition, items in by_partition.items():
-        batch = producer.create_batch()
-        for key, value in items:
-            if batch.append(key=key, value=value, timestamp=None, headers=[]) is None:
-                pending.append((partition, await producer.send_batch(batch, topic, partition=partition)))
-                batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None, headers=[])
-        pending.append((partition, await producer.send_batch(batch, topic, partition=partition)))
-    for partition, future in pending:
-        meta = await future
-        if rocksdb:  # lets a restarted worker replay only the changelog's tail
-            store.set_persisted_offset(TP(topic, partition), meta.offset)

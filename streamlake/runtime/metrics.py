@@ -14,7 +14,8 @@ to read).
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -22,6 +23,9 @@ from prometheus_client.registry import Collector
 
 from ..core.dlq import Reason
 from .compat import committed_offsets, recovery_completed
+
+if TYPE_CHECKING:
+    from .factory import StreamLakeApp
 
 __all__ = ["StreamLakeCollector", "metrics_registry", "render_metrics", "partition_offsets", "readiness"]
 
@@ -38,7 +42,7 @@ def _stage_of(reason: str) -> str:
 class StreamLakeCollector(Collector):
     """Yield StreamLake's metric families from one app's live state."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: StreamLakeApp) -> None:
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
@@ -60,7 +64,7 @@ class StreamLakeCollector(Collector):
                                          labels=["stream", "class"])
         gaps = CounterMetricFamily("streamlake_gaps", "Sequence gaps opened, filled and forgotten (state bound).",
                                    labels=["stream", "event"])
-        for binding in getattr(self.app, "bindings", ()):
+        for binding in self.app.bindings:
             name = binding.stream.name
             c = binding.counters
             records_in.add_metric([name], c.records_in)
@@ -98,29 +102,29 @@ class StreamLakeCollector(Collector):
         yield committed
         yield highwater
         yield CounterMetricFamily("streamlake_rebalances", "Rebalances this worker took part in.",
-                                  value=getattr(app, "rebalancing_count", 0))
+                                  value=app.rebalancing_count)
         yield GaugeMetricFamily("streamlake_rebalancing", "1 while a rebalance is in progress.",
-                                value=1 if getattr(app, "rebalancing", False) else 0)
+                                value=1 if app.rebalancing else 0)
         yield GaugeMetricFamily("streamlake_assigned_partitions", "Source partitions assigned to this worker.",
                                 value=len(checks["assigned"]))
         yield GaugeMetricFamily("streamlake_ready", "1 when the worker is ready (see /ready).", value=1 if ready else 0)
 
 
-def _source_topics(app: Any) -> set[str]:
+def _source_topics(app: StreamLakeApp) -> set[str]:
     names: set[str] = set()
-    for binding in getattr(app, "bindings", ()):
+    for binding in app.bindings:
         names.update((binding.source_name, binding.retry_name))
     return names
 
 
-def _assignment(app: Any) -> set[Any]:
+def _assignment(app: StreamLakeApp) -> set[Any]:
     try:
         return set(app.consumer.assignment())
     except Exception:  # no consumer thread yet (starting): nothing assigned
         return set()
 
 
-def partition_offsets(app: Any) -> dict[tuple[str, int], tuple[int | None, int | None]]:
+def partition_offsets(app: StreamLakeApp) -> dict[tuple[str, int], tuple[int | None, int | None]]:
     """(highwater, committed offset) per assigned source partition of this worker."""
     sources = _source_topics(app)
     consumer = app.consumer
@@ -137,7 +141,7 @@ def partition_offsets(app: Any) -> dict[tuple[str, int], tuple[int | None, int |
     return out
 
 
-def readiness(app: Any) -> tuple[bool, dict[str, Any]]:
+def readiness(app: StreamLakeApp) -> tuple[bool, dict[str, Any]]:
     """Whether the worker is ready to process, and the checks behind the answer.
 
     Ready means: the worker has joined the group (its consumer has a
@@ -146,18 +150,18 @@ def readiness(app: Any) -> tuple[bool, dict[str, Any]]:
     partitions); ``assigned`` lists what it owns.
     """
     recovered = recovery_completed(app)
-    joined = getattr(app, "consumer_generation_id", 0) not in (None, 0, -1)
-    rebalancing = bool(getattr(app, "rebalancing", False))
+    joined = app.consumer_generation_id not in (None, 0, -1)
+    rebalancing = bool(app.rebalancing)
     sources = _source_topics(app)
     assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in _assignment(app) if tp.topic in sources)
     checks = {"joined": joined, "rebalancing": rebalancing, "recovery_completed": recovered, "assigned": assigned,
-              "rebalances": getattr(app, "rebalancing_count", 0)}
+              "rebalances": app.rebalancing_count}
     return joined and recovered and not rebalancing, checks
 
 
-def metrics_registry(app: Any) -> CollectorRegistry:
+def metrics_registry(app: StreamLakeApp) -> CollectorRegistry:
     """Return the app's own registry, creating it (with StreamLake's collector) once."""
-    registry = getattr(app, "metrics_registry", None)
+    registry = app.metrics_registry
     if registry is None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(StreamLakeCollector(app))
@@ -165,6 +169,6 @@ def metrics_registry(app: Any) -> CollectorRegistry:
     return registry
 
 
-def render_metrics(app: Any) -> bytes:
+def render_metrics(app: StreamLakeApp) -> bytes:
     """The Prometheus text exposition of *app*'s metrics."""
     return generate_latest(metrics_registry(app))

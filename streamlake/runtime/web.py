@@ -10,19 +10,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import faust
 from faust.web import Request, Response, View
 
 from .metrics import readiness, render_metrics
+
+if TYPE_CHECKING:
+    from .factory import StreamLakeApp
 
 __all__ = ["install_web_views", "worker_counters", "liveness"]
 
 _PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 
 
-def install_web_views(app: faust.App) -> None:
+def install_web_views(app: StreamLakeApp) -> None:
     @app.page("/streamlake/counters")
     class Counters(View):
         async def get(self, request: Request) -> Response:
@@ -46,17 +48,17 @@ def install_web_views(app: faust.App) -> None:
             return self.json({"ready": ready, **checks}, status=200 if ready else 503)
 
 
-def worker_counters(app: Any) -> dict[str, Any]:
+def worker_counters(app: StreamLakeApp) -> dict[str, Any]:
     """This worker's counters since it started, per stream."""
     return {b.stream.name: b.counters.to_dict() for b in app.bindings}
 
 
-def liveness(app: Any) -> tuple[bool, dict[str, Any]]:
+def liveness(app: StreamLakeApp) -> tuple[bool, dict[str, Any]]:
     """Whether the worker is alive: its services have not crashed and it is not shutting down."""
-    crashed = bool(getattr(app, "crashed", False))
-    stopping = bool(getattr(app, "should_stop", False))
+    crashed = bool(app.crashed)
+    stopping = bool(app.should_stop)
     body: dict[str, Any] = {"alive": not (crashed or stopping), "crashed": crashed, "stopping": stopping}
-    reason = getattr(app, "crash_reason", None)
+    reason = app.crash_reason
     if reason is not None:
         body["crash_reason"] = f"{type(reason).__name__}: {reason}"
     return not (crashed or stopping), body

@@ -1,0 +1,154 @@
+"""A stream's table state between batches: changed key states, counter deltas, processed marks.
+
+Invariant: state changed by a batch is in the buffer from the moment the
+batch is handled until :meth:`StateBuffer.flush` has written it to the tables
+and the broker acknowledged the changelog records. The fast path flushes
+before every offset commit (see checkpoint.py), the classic path after every
+batch, exactly_once inside the open transaction. A failed write puts nothing
+back into the commit: offsets wait while the write is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP
+
+from ..core.pipeline import BatchResult, StreamCounters
+from ..core.sequence import KeyState
+from ..partitioner import cached_partition_for_key
+from .compat import is_rocksdb_store, raw_producer, store_in_rocksdb
+from .declarations import StreamTopics
+from .sender import Backoff
+
+__all__ = ["StateBuffer", "TableRows", "write_table_rows"]
+
+log = logging.getLogger("streamlake.ingest")
+
+#: key -> (partition, value)
+TableRows = Mapping[bytes, tuple[int, Any]]
+RowWriter = Callable[[Any, TableRows], Awaitable[None]]
+
+
+class StateBuffer:
+    """Unflushed per-key states, per-partition counter deltas and processed marks of one stream."""
+
+    def __init__(self, topics: StreamTopics, write_rows: RowWriter) -> None:
+        self.topics = topics
+        self.write_rows = write_rows
+        self._dirty_states: dict[bytes, KeyState] = {}
+        self._dirty_counters: dict[int, StreamCounters] = {}
+        # Per partition, the highest offset processed of each input topic: the
+        # mark below which a record is a re-read (see process_batch).
+        self._processed: dict[int, dict[str, int]] = {}
+
+    def load_state(self, key: bytes) -> KeyState | None:
+        state = self._dirty_states.get(key)
+        if state is not None:
+            return state
+        raw = self.topics.table.get(key)
+        return KeyState.from_json(raw) if raw else None
+
+    def processed_of(self, partition: int) -> dict[str, int]:
+        marks = self._processed.get(partition)
+        if marks is None:
+            row = self.topics.counters_table.get(self.topics.counter_keys[partition]) or {}
+            marks = self._processed[partition] = {t: int(o) for t, o in row.get("processed", {}).items()}
+        return marks
+
+    def add(self, partition: int, result: BatchResult, last_offsets: Mapping[str, int]) -> None:
+        """Keep a batch's changed key states, its partition's counter deltas and its processed marks."""
+        self._dirty_states.update(result.states)
+        pending = self._dirty_counters.get(partition)
+        if pending is None:
+            self._dirty_counters[partition] = pending = StreamCounters()
+        pending.add(result.counters)
+        marks = self.processed_of(partition)
+        for topic, offset in last_offsets.items():
+            if offset > marks.get(topic, -1):
+                marks[topic] = offset
+
+    def take(self) -> tuple[dict[bytes, tuple[int, Any]], dict[bytes, tuple[int, Any]]]:
+        """Empty the buffer into rows to write, as key -> (partition, value), for the state and counters tables."""
+        states, self._dirty_states = self._dirty_states, {}
+        counters, self._dirty_counters = self._dirty_counters, {}
+        partitions = self.topics.partitions
+        state_rows = {key: (cached_partition_for_key(key, partitions), state.to_json()) for key, state in states.items()}
+        counter_rows: dict[bytes, tuple[int, Any]] = {}
+        for partition, delta in counters.items():
+            ckey = self.topics.counter_keys[partition]
+            stored = StreamCounters.from_dict(self.topics.counters_table.get(ckey) or {})
+            stored.add(delta)
+            counter_rows[ckey] = (partition, {**stored.to_dict(), "processed": dict(self.processed_of(partition))})
+        return state_rows, counter_rows
+
+    async def flush(self) -> None:
+        """Write buffered state and counters (one changelog record per dirty key), acknowledged.
+
+        On failure the write is retried with backoff: offsets are not
+        committed meanwhile, so nothing is lost.
+        """
+        state_rows, counter_rows = self.take()
+        backoff = Backoff()
+        while state_rows or counter_rows:
+            try:
+                await self.write_rows(self.topics.table, state_rows)
+                state_rows = {}
+                await self.write_rows(self.topics.counters_table, counter_rows)
+                return
+            except Exception as exc:
+                log.error("writing %s state to its changelog failed (%s: %s); retrying in %.1fs — "
+                          "offsets wait, nothing is lost", self.topics.stream.name, type(exc).__name__, exc,
+                          backoff.delay)
+                await backoff.wait()
+
+    def flush_in_transaction(self) -> None:
+        """exactly_once: write through Faust's tables so the changelog joins the open transaction."""
+        state_rows, counter_rows = self.take()
+        for table, rows in ((self.topics.table, state_rows), (self.topics.counters_table, counter_rows)):
+            for key, (_, value) in rows.items():
+                table[key] = value
+
+
+async def write_table_rows(app: faust.App, table: Any, rows: TableRows) -> None:
+    """Store rows in *table* and write them to its changelog; return once the broker acknowledged them.
+
+    *rows* maps a key to (partition, value). Faust's own ``table[key] = value``
+    costs a coroutine, a future and a buffered send per key, and its RocksDB
+    store needs a current event to know the partition; here each partition's
+    rows go out as record batches and the partition is explicit. The
+    changelog records are exactly what Faust writes (raw key, JSON value), so
+    recovery and standbys read them as usual.
+    """
+    if not rows:
+        return
+    store = table.data
+    rocksdb = is_rocksdb_store(store)
+    by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+    for key, (partition, value) in rows.items():
+        encoded = orjson.dumps(value)
+        if rocksdb:  # keep RocksDB's per-partition databases and key index as Faust would
+            store_in_rocksdb(store, partition, key, encoded)
+        else:
+            store[key] = value
+        by_partition.setdefault(partition, []).append((key, encoded))
+    producer = raw_producer(app)
+    topic = table.changelog_topic.get_topic_name()
+    pending: list[tuple[int, asyncio.Future[Any]]] = []
+    for partition, items in by_partition.items():
+        batch = producer.create_batch()
+        for key, value in items:
+            if batch.append(key=key, value=value, timestamp=None, headers=[]) is None:
+                pending.append((partition, await producer.send_batch(batch, topic, partition=partition)))
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None, headers=[])
+        pending.append((partition, await producer.send_batch(batch, topic, partition=partition)))
+    for partition, future in pending:
+        meta = await future
+        if rocksdb:  # lets a restarted worker replay only the changelog's tail
+            store.set_persisted_offset(TP(topic, partition), meta.offset)
