@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import enum
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .config import Settings
 from .errors import CatalogError

@@ -19,9 +19,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .broker import local
 from .catalog import Catalog, TopicRole, load_catalog
@@ -274,9 +274,9 @@ class _Live:
     counted: StreamCounters = field(default_factory=StreamCounters)
 
 
-async def _wait_idle(settings: Settings, catalog: Catalog, topics: set[str], timeout: float) -> int:
+async def _wait_idle(settings: Settings, catalog: Catalog, topics: set[str], within_s: float) -> int:
     """Wait until the group has no lag on *topics* (records left by an earlier run); return the lag left."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_s
     while True:
         lag = (await read_group_status(settings, catalog)).total_lag(topics)
         if lag == 0 or time.monotonic() > deadline:
@@ -331,6 +331,6 @@ async def _load_and_watch(settings: Settings, stream: Stream, partitions: int, o
                 timings["process"] = now - t0
                 if not options.keep_running:
                     break
-            if drain_deadline is not None and done_at is None and now > drain_deadline:
+            if summary is not None and drain_deadline is not None and done_at is None and now > drain_deadline:
                 raise StreamLakeError(f"the workers counted {counted.records_in} of {summary.produced} records "
                                       f"and lag is {lag} after waiting; see {workers.log_path}")

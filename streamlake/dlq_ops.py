@@ -13,8 +13,9 @@ import base64
 import enum
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import IO, Any, AsyncIterator, Callable
+from typing import IO, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -22,13 +23,22 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from .catalog import TopicRole, load_catalog
 from .config import Settings
 from .dlq_policy import (
-    DlqEntry, DlqError, DlqFilter, DlqTally, HeaderStyle, RedriveVerdict, format_ms, judge_redrive,
-    redrive_headers, render_preview, styled_headers,
+    DlqEntry,
+    DlqError,
+    DlqFilter,
+    DlqTally,
+    HeaderStyle,
+    RedriveVerdict,
+    format_ms,
+    judge_redrive,
+    redrive_headers,
+    render_preview,
+    styled_headers,
 )
 from .errors import TopicNameError
-from .runtime.compat import fetch_cluster_metadata
 from .kafka.client import client_kwargs
 from .naming import redrive_group_for, source_of_derived
+from .runtime.compat import fetch_cluster_metadata
 from .topology import discover_streams
 
 __all__ = [
@@ -390,7 +400,7 @@ async def _send_batch(producer: AIOKafkaProducer | None, report: RedriveReport, 
         for n, entry in enumerate(batch, start=1):
             if fault_after is not None and report.sent + n > fault_after:
                 raise RedriveFault(f"fault hook: stopped after {fault_after} sends, transaction left open")
-            await producer.send(entry.origin_topic, value=entry.value, key=entry.key,  # type: ignore[arg-type]
+            await producer.send(entry.origin_topic, value=entry.value, key=entry.key,
                                 partition=entry.origin_partition,
                                 headers=redrive_headers(entry, report.redrive_id))
         if offsets:

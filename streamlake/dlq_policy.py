@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .core.dlq import CONNECT_NAMES, PREFIX, SPRING_NAMES, H, Reason, Stage, read_dlq_context
 from .core.records import Headers
@@ -82,7 +83,7 @@ class DlqEntry:
 
     @classmethod
     def of(cls, topic: str, partition: int, offset: int, timestamp: int, key: bytes | None,
-           value: bytes | None, headers: Headers | None) -> "DlqEntry":
+           value: bytes | None, headers: Headers | None) -> DlqEntry:
         hdrs = tuple((str(k), bytes(v) if v is not None else b"") for k, v in (headers or ()))
         return cls(topic, partition, offset, timestamp, key, value, hdrs, read_dlq_context(hdrs))
 
@@ -254,7 +255,7 @@ def parse_time(text: str, option: str = "--since") -> int:
     except ValueError:
         raise DlqError(f"{option} {text!r} is not an ISO 8601 time; write e.g. 2024-05-01T12:00:00Z") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return int(when.timestamp() * 1000)
 
 
@@ -262,7 +263,7 @@ def format_ms(ms: int | None) -> str | None:
     """Render ms since the epoch as an ISO 8601 UTC time (None stays None)."""
     if ms is None:
         return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def render_preview(data: bytes | None, limit: int = 200) -> str:

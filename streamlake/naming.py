@@ -7,8 +7,8 @@ Nothing else in StreamLake formats a topic name; everything asks this module.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .errors import TopicNameError
 
@@ -90,7 +90,7 @@ class TopicName:
     def __str__(self) -> str:
         return self._draft()
 
-    def with_stage(self, stage: str) -> "TopicName":
+    def with_stage(self, stage: str) -> TopicName:
         """Return the same dataset and version at another stage."""
         return topic_name(self.domain, self.dataset, stage, self.version, self.prefix)
 

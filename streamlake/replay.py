@@ -12,9 +12,9 @@ import asyncio
 import enum
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -269,12 +269,12 @@ async def replay_window(settings: Settings, plan: WindowPlan,
             sends = []
             stopped: set[int] = set()
             for tp, records in fetched.items():
-                part = todo.get(tp.partition)
-                if part is None:
+                window = todo.get(tp.partition)
+                if window is None:
                     continue
                 counts = result.by_partition[tp.partition]
                 for rec in records:
-                    decision = decide_window_record(plan, part, rec.offset, rec.timestamp, rec.key)
+                    decision = decide_window_record(plan, window, rec.offset, rec.timestamp, rec.key)
                     if decision is ReplayDecision.STOP:
                         stopped.add(tp.partition)
                         break

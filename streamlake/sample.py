@@ -12,8 +12,9 @@ from __future__ import annotations
 import collections
 import enum
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 

@@ -7,8 +7,9 @@ broker into :class:`ObservedTopic` values and carries out the plan.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .catalog import TopicSpec
 from .naming import metric_name_of

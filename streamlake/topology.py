@@ -10,9 +10,10 @@ from __future__ import annotations
 import enum
 import importlib.util
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .errors import TopologyError
 from .naming import TopicName, dlq_topic_for, retry_topic_for, topic_name, validate_segment

@@ -240,7 +240,8 @@ def _wait_ready(proc: subprocess.Popen, log_path: Path, start_offset: int, timeo
         time.sleep(0.2)
     proc.terminate()
     (Path(state.data_dir) / STATE_FILE).unlink(missing_ok=True)
-    raise BrokerError(f"the broker was not ready after {timeout:.0f}s; tail of {log_path}:\n{_tail(_log_since(log_path, start_offset))}")
+    tail = _tail(_log_since(log_path, start_offset))
+    raise BrokerError(f"the broker was not ready after {timeout:.0f}s; tail of {log_path}:\n{tail}")
 
 
 def _log_since(path: Path, offset: int) -> str:

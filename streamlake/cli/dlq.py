@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -70,7 +71,8 @@ def _render_stats(data: dict[str, Any]) -> str:
         out.append(f"  depth {s['depth_total']}: {depth}")
         if s["by_reason"]:
             rows = [[r["stage"], r["reason"], r["count"], r["oldest"], r["newest"]] for r in s["by_reason"]]
-            out.append("\n".join("  " + line for line in table(rows, ["stage", "reason", "count", "oldest", "newest"]).splitlines()))
+            text = table(rows, ["stage", "reason", "count", "oldest", "newest"])
+            out.append("\n".join("  " + line for line in text.splitlines()))
     return "\n".join(out) or "no streams declared"
 
 

@@ -40,7 +40,8 @@ def render_status(status: GroupStatus) -> str:
             rows.append([m.short_id, m.host, owned or "(nothing)"])
         lines += ["", table(rows, ["member", "host", "assigned (changelogs not shown)"])]
     if status.lags:
-        rows = [[p.topic, p.partition, "-" if p.committed is None else p.committed, p.end, p.lag, p.owner or "-"]
+        rows = [[p.topic, str(p.partition), "-" if p.committed is None else str(p.committed), str(p.end), str(p.lag),
+                 p.owner or "-"]
                 for p in status.lags]
         lines += ["", table(rows, ["topic", "partition", "committed", "end", "lag", "owner"])]
     if status.dlq:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import enum
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Mapping
 
 from .records import ConsumedRecord, Headers
 
@@ -137,7 +137,7 @@ class DeadLetter:
     stacktrace: str = ""
     shrink: int = 0  # how often the DLQ refused it as too large (see binding._dead_letter)
 
-    def shrunk(self) -> "DeadLetter":
+    def shrunk(self) -> DeadLetter:
         """The same letter with less context, for a DLQ that refused it as too large."""
         return replace(self, message=self.message[:200], stacktrace="", shrink=self.shrink + 1)
 
@@ -146,7 +146,7 @@ class DeadLetter:
         return self.reason.stage
 
     @classmethod
-    def from_exception(cls, record: ConsumedRecord, reason: Reason, exc: BaseException) -> "DeadLetter":
+    def from_exception(cls, record: ConsumedRecord, reason: Reason, exc: BaseException) -> DeadLetter:
         trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         return cls(record, reason, str(exc), f"{type(exc).__module__}.{type(exc).__qualname__}", trace)
 

@@ -9,8 +9,9 @@ which per-key states changed. Nothing here talks to Kafka.
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -62,7 +63,7 @@ class StreamCounters:
     gaps_forgotten: int = 0
     replayed: int = 0
 
-    def add(self, other: "StreamCounters") -> None:
+    def add(self, other: StreamCounters) -> None:
         for name in ("records_in", "forwarded", "dropped", "dlq", "gaps_opened", "gaps_filled",
                      "gaps_forgotten", "replayed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -71,7 +72,7 @@ class StreamCounters:
         self.dropped_by_class.update(other.dropped_by_class)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "StreamCounters":
+    def from_dict(cls, data: Mapping[str, Any]) -> StreamCounters:
         counters = cls()
         for name in ("records_in", "forwarded", "dropped", "dlq", "gaps_opened", "gaps_filled",
                      "gaps_forgotten", "replayed"):
@@ -161,6 +162,7 @@ def process_batch(stream: Stream, records: Iterable[ConsumedRecord],
     instead — its copy from the first pass is still in the DLQ.
     """
     result = BatchResult()
+    dead: Callable[[BatchResult, DeadLetter], None]
     if processed:
         def dead(res: BatchResult, letter: DeadLetter) -> None:
             if letter.record.offset <= processed.get(letter.record.topic, -1):
@@ -262,7 +264,8 @@ def _json_type(value: Any) -> str:
         return "integer"
     if isinstance(value, float):
         return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _validate(doc: dict, required: Mapping[str, str]) -> None:
@@ -304,7 +307,7 @@ def _sequence(doc: dict, record: ConsumedRecord, stream: Stream) -> int:
             raise _Reject(Reason.INVALID_SEQUENCE, f"header {stream.sequence_header!r}={raw[:32]!r} is not an integer")
         return _in_range(int(text), stream.sequence_header)
     name = stream.sequence_field
-    value = doc.get(name)  # type: ignore[arg-type]
+    value = doc.get(name)
     if value is None:
         raise _Reject(Reason.MISSING_SEQUENCE, f"sequence field {name!r} is missing or null")
     if isinstance(value, bool):

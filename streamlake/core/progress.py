@@ -19,8 +19,9 @@ is accepted only if the re-read from exactly there starts at the same offset.
 from __future__ import annotations
 
 import enum
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Hashable, Protocol, Sequence, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 
 class HasOffset(Protocol):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -14,13 +15,21 @@ class ConsumedRecord(Protocol):
     building a second object per record is not on the hot path.
     """
 
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int  # ms since the epoch
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
+    # Read-only members: a NamedTuple's fields and aiokafka's record attributes both satisfy them.
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...  # ms since the epoch
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Headers: ...
 
 
 def header_of(record: ConsumedRecord, name: str) -> bytes | None:

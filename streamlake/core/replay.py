@@ -23,8 +23,8 @@ import calendar
 import csv
 import enum
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 from ..errors import StreamLakeError
 
@@ -76,7 +76,7 @@ class ReplayInputError(ReplayError):
 class ActiveGroupError(ReplayError):
     """The consumer group still has members, so its offsets cannot be reset."""
 
-    def __init__(self, group: str, state: "GroupState | str", members: int) -> None:
+    def __init__(self, group: str, state: GroupState | str, members: int) -> None:
         self.group = group
         self.state = state.value if isinstance(state, GroupState) else state
         self.members = members
@@ -103,7 +103,7 @@ class GroupState(enum.Enum):
     UNKNOWN = "Unknown"
 
     @classmethod
-    def parse(cls, text: str) -> "GroupState":
+    def parse(cls, text: str) -> GroupState:
         for state in cls:
             if state.value.lower() == (text or "").lower():
                 return state
@@ -292,7 +292,7 @@ def parse_reset_file(text: str, group: str) -> dict[tuple[str, int], int]:
     if width not in (3, 4):
         raise ReplayInputError(f"--from-file line 1 {lines[0]!r}: expected topic,partition,offset")
     plan: dict[tuple[str, int], int] = {}
-    for number, (line, cells) in enumerate(zip(lines, rows), 1):
+    for number, (line, cells) in enumerate(zip(lines, rows, strict=False), 1):
         cells = [c.strip() for c in cells]
         if len(cells) != width:
             raise ReplayInputError(

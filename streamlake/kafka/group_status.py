@@ -13,9 +13,10 @@ name, which would auto-create a missing one).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -217,7 +218,7 @@ class CountersReader:
     _consumer: AIOKafkaConsumer | None = None
     _tps: dict[str, list[TopicPartition]] = field(default_factory=dict)
 
-    async def __aenter__(self) -> "CountersReader":
+    async def __aenter__(self) -> CountersReader:
         self._consumer = AIOKafkaConsumer(**client_kwargs(self.settings), group_id=None, enable_auto_commit=False,
                                           isolation_level="read_committed", auto_offset_reset="earliest",
                                           client_id="streamlake-counters")

@@ -10,9 +10,9 @@ aiokafka 0.14 has no admin call for it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -59,7 +59,7 @@ class OffsetAdmin:
             isolation_level=isolation_level, client_id="streamlake-replay-offsets",
         )
 
-    async def __aenter__(self) -> "OffsetAdmin":
+    async def __aenter__(self) -> OffsetAdmin:
         try:
             await self._admin.start()
             await self._consumer.start()

@@ -18,7 +18,7 @@ import os
 import socket
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -72,7 +72,8 @@ class StreamBinding:
 
     # -- Faust's agent (exactly_once, and the classic path when the fast path is off)
 
-    async def _consume(self, events_stream: faust.StreamT) -> None:
+    async def _consume(self, agent_stream: faust.StreamT) -> None:
+        events_stream = cast(faust.Stream, agent_stream)  # take_events is on the class, not on StreamT
         await self.ensure_changelog_metadata()
         if self.path is RecordPath.EXACTLY_ONCE:
             # One record per event: each send then joins the transaction of its

@@ -27,8 +27,9 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, cast
 
 import faust
 import orjson
@@ -117,7 +118,8 @@ class DlqAgent:
 
     # -- the agent
 
-    async def _consume(self, stream: faust.StreamT) -> None:
+    async def _consume(self, agent_stream: faust.StreamT) -> None:
+        stream = cast(faust.Stream, agent_stream)  # noack is on the class, not on StreamT
         async for event in stream.noack().events():
             slot = self._track(event)
             try:
@@ -169,7 +171,8 @@ class DlqAgent:
         try:
             # Sleep in ticks: a rebalance waits for every unacked event (stream_wait_empty),
             # so a pending retry is sent early rather than holding the group up.
-            while time.time() < due and not self.app.rebalancing and not self.app.should_stop:
+            # (rebalancing is a flag, not an event: it is polled in ticks)
+            while time.time() < due and not self.app.rebalancing and not self.app.should_stop:  # noqa: ASYNC110
                 await asyncio.sleep(min(_TICK, max(0.0, due - time.time())))
             if self.app.should_stop:
                 return  # not acked: the record is read again after the restart

@@ -21,7 +21,6 @@ from .record_path import RecordPath
 from .startup import prepare_worker
 from .web import install_web_views
 
-
 #: URL scheme of StreamLake's consumer transport (fastpath.BatchTransport), registered
 #: with Faust through the ``faust.transports`` entry point in setup.cfg.
 BATCH_TRANSPORT_SCHEME = "streamlake"

@@ -26,12 +26,11 @@ Every Faust internal it needs is reached through
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import itertools
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -130,8 +129,9 @@ class BatchConsumer(ConsumerSeam):
             mine = [tp for tp in self.assignment() if self._positioned(tp.topic)]
             self.progress.forget(mine)
             await super().perform_seek()
-            starts = {tp: self.committed_offset(tp) for tp in mine}
-            uncommitted = [tp for tp, offset in starts.items() if not offset]
+            committed = {tp: self.committed_offset(tp) for tp in mine}
+            starts = {tp: offset for tp, offset in committed.items() if offset}
+            uncommitted = [tp for tp in mine if tp not in starts]
             if uncommitted:
                 earliest = await self.earliest_offsets(*uncommitted)
                 for tp in uncommitted:
@@ -149,7 +149,7 @@ class BatchConsumer(ConsumerSeam):
         spans: dict[TP, tuple[int, int]] = {}
         seek_back: dict[TP, int] = {}
         unknown = False
-        classic: list[tuple[Any, list, int | None]] = []
+        classic: list[tuple[TP, Sequence[Any], int | None]] = []
         # Decide every fast list before the first await, so no seek can slip in between.
         for tp, recs in records.items():
             if not recs or (active is not None and tp not in active and not self.is_buffered(tp)):
@@ -176,8 +176,8 @@ class BatchConsumer(ConsumerSeam):
             monitor.track_tp_end_offset(tp, self.highwater(tp))
             if monitor.stream_inbound_time is not None:
                 monitor.stream_inbound_time[tp] = now
-        for tp, recs, start in classic:
-            await self._deliver_classic(tp, recs, generation, start)
+        for tp, listed, start in classic:
+            await self._deliver_classic(tp, listed, generation, start)
         for tp, offset in seek_back.items():
             log.info("%s: fetched records start after offset %d; reading again from there", tp, offset)
             try:
@@ -203,7 +203,7 @@ class BatchConsumer(ConsumerSeam):
             token.acked = True
             self.release_acks(token)
 
-    async def _deliver_classic(self, tp: Any, recs: list, generation: int, start: int | None) -> None:
+    async def _deliver_classic(self, tp: TP, recs: Sequence[Any], generation: int, start: int | None) -> None:
         """Faust's own per-message path, for topics that are not StreamLake sources.
 
         For an acked topic, *start* is where ReadProgress says this list
@@ -222,7 +222,7 @@ class BatchConsumer(ConsumerSeam):
                 r_offset = self.read_offset(tp)
                 if r_offset is not None and offset < r_offset:
                     continue
-            elif offset > expected:
+            elif expected is not None and offset > expected:
                 await self.add_gap(tp, expected, offset - 1)
             expected = offset + 1
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))

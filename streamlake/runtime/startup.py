@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..catalog import Catalog, TopicRole, TopicSpec
 from ..config import Settings
