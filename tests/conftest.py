@@ -1,10 +1,22 @@
-"""Marks: everything under tests/integration and tests/faults needs the real broker."""
+"""Marks, and one broker for every xdist worker.
+
+Everything under tests/integration and tests/faults needs the real broker.
+Run in parallel (``pytest -n N``), the workers share one broker: the one
+``STREAMLAKE_TEST_BROKER`` names, or else one the controlling process starts
+before it spawns the workers (they inherit its address through that same
+variable, so the ``kafka_broker`` fixture takes its external path) and stops
+at the end. Without xdist, the session fixture starts its own as before.
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+_BROKER_DIR_KEY = pytest.StashKey[Path]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -15,3 +27,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "faults" in parts:
             item.add_marker(pytest.mark.integration)
             item.add_marker(pytest.mark.faults)
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
+def _needs_broker(config: pytest.Config) -> bool:
+    """Unless only unit tests were asked for."""
+    return not config.args or any("unit" not in Path(arg.split("::")[0]).parts for arg in config.args)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _is_xdist_controller(config) or os.environ.get("STREAMLAKE_TEST_BROKER") or not _needs_broker(config):
+        return
+    from streamlake.broker import local
+
+    data_dir = Path(tempfile.mkdtemp(prefix="streamlake-xdist-broker-"))
+    try:
+        state = local.start_broker(port=0, data_dir=data_dir, kafka_version=local.DEFAULT_KAFKA_VERSION, timeout=180)
+    except Exception as exc:  # the broker is required: fail loudly, never skip
+        raise pytest.UsageError(f"could not start the Kafka broker for integration tests: {exc}") from exc
+    config.stash[_BROKER_DIR_KEY] = data_dir
+    os.environ["STREAMLAKE_TEST_BROKER"] = state.url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    data_dir = config.stash.get(_BROKER_DIR_KEY, None)
+    if data_dir is not None:
+        from streamlake.broker import local
+
+        os.environ.pop("STREAMLAKE_TEST_BROKER", None)
+        local.stop_broker(data_dir)
