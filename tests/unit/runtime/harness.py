@@ -1,0 +1,103 @@
+"""An in-memory runtime: a real Faust app (never started) with fake producer and table adapters.
+
+Topics and tables are declared as a worker declares them, but nothing
+connects: :class:`FakeSender` records what would be produced (and can refuse
+records), :class:`FakeRows` keeps what would be written to the tables'
+changelogs. ``handle_batch``, the checkpoint and the state buffer run as they
+do in a worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+from streamlake.catalog import load_catalog
+from streamlake.config import Settings, load_settings
+from streamlake.core.records import SourceRecord
+from streamlake.partitioner import partition_for_key
+from streamlake.runtime.binding import StreamBinding
+from streamlake.runtime.declarations import StreamTopics, declare_stream
+from streamlake.runtime.record_path import RecordPath
+from streamlake.runtime.sender import SendItem
+from streamlake.runtime.state_buffer import StateBuffer, TableRows
+from streamlake.topology import discover_streams
+
+ROOT = Path(__file__).resolve().parents[3]
+
+#: Decides a sent item's fate: None (acknowledged) or the error the producer reports.
+Refusal = Callable[[str, SendItem], BaseException | None]
+
+
+@dataclass
+class FakeSender:
+    """Stands in for :class:`streamlake.runtime.sender.Sender`: records every item, in order, per topic."""
+
+    refuse: Refusal = lambda topic, item: None  # noqa: E731
+    sent: dict[str, list[SendItem]] = field(default_factory=dict)
+    attempts: int = 0
+
+    async def produce(self, topic: Any, items: Sequence[SendItem]) -> list[BaseException | None]:
+        name = topic.get_topic_name()
+        outcomes: list[BaseException | None] = []
+        for item in items:
+            self.attempts += 1
+            error = self.refuse(name, item)
+            if error is None:
+                self.sent.setdefault(name, []).append(item)
+            outcomes.append(error)
+        return outcomes
+
+
+@dataclass
+class FakeRows:
+    """Stands in for the changelog writer: rows per table name, and the order of writes."""
+
+    rows: dict[str, dict[bytes, tuple[int, Any]]] = field(default_factory=dict)
+    writes: list[str] = field(default_factory=list)
+    fail_next: int = 0
+
+    async def write(self, table: Any, rows: TableRows) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("changelog not writable")
+        self.writes.append(table.name)
+        self.rows.setdefault(table.name, {}).update(rows)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    topics: StreamTopics
+    binding: StreamBinding
+    sender: FakeSender
+    rows: FakeRows
+
+    def record(self, offset: int, key: str | None, value: dict | bytes | None, partition: int | None = None,
+               topic: str | None = None) -> SourceRecord:
+        kb = key.encode() if key is not None else None
+        if partition is None:
+            partition = partition_for_key(kb, self.topics.partitions) if kb else 0
+        body = orjson.dumps(value) if isinstance(value, dict) else value
+        return SourceRecord(topic or self.topics.source_name, partition, offset, 1_000 + offset, kb, body, ())
+
+    def order(self, offset: int, key: str, seq: int) -> SourceRecord:
+        return self.record(offset, key, {"order_id": key, "seq": seq})
+
+
+def runtime(path: RecordPath = RecordPath.FAST, refuse: Refusal | None = None, **env: str) -> Runtime:
+    """One stream (the repository's sales.orders topology) bound to an in-memory app."""
+    settings = load_settings(env="test", root=ROOT, environ={"STREAMLAKE_TOPIC_PREFIX": "unit", **env})
+    streams = discover_streams(settings.topologies_dir)
+    catalog = load_catalog(settings, streams)
+    app = faust.App(f"unit-{id(settings)}", broker="kafka://127.0.0.1:1", autodiscover=False)
+    topics = declare_stream(app, streams[0], settings, catalog)
+    sender = FakeSender(refuse or (lambda topic, item: None))
+    rows = FakeRows()
+    binding = StreamBinding(app, topics, settings, path, sender=sender,  # type: ignore[arg-type]
+                            state=StateBuffer(topics, rows.write), worker="unit-worker")
+    return Runtime(settings, topics, binding, sender, rows)
