@@ -1,18 +1,77 @@
 """The Faust app module: ``faust -A streamlake.app worker`` and ``streamlake worker``.
 
-Importing it builds the app from conf/, binds every topology under
-topologies/ and adds StreamLake's commands to Faust's CLI.
+Nothing is built at import time. ``streamlake --help`` and StreamLake's own
+commands never build the app; a worker (and anything that reads
+:data:`app`, as ``faust -A streamlake.app`` does) builds it on first use,
+from the settings with the command line's Faust options applied
+(:mod:`streamlake.cli.front`). A bad setting ends the process with one
+``error:`` line and exit status 2, not a traceback.
 """
 
 from __future__ import annotations
 
-from .cli import register_commands
-from .runtime.factory import create_app
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
-app = create_app()
+import click
+
+from .cli import register_commands
+from .cli.front import command_of, needs_app, settings_overrides
+from .config import load_settings, with_overrides
+from .errors import StreamLakeError
+
+if TYPE_CHECKING:
+    from .runtime.factory import StreamLakeApp
+
+__all__ = ["build_app", "main"]
+
 register_commands()
 
 
+def build_app(argv: Sequence[str]) -> StreamLakeApp:
+    """The app from conf/ and the environment, with the Faust options in *argv* winning over both."""
+    from .runtime.factory import create_app
+    from .runtime.startup import lock_datadir
+
+    settings = load_settings()
+    overrides = settings_overrides(argv)
+    if overrides:
+        settings = with_overrides(settings, **overrides)
+    app = create_app(settings)
+    if command_of(argv) == "worker" and settings.store.startswith("rocksdb"):
+        app.datadir_lock = lock_datadir(settings.datadir)
+    return app
+
+
+def _refuse(exc: Exception) -> NoReturn:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(2)
+
+
+def __getattr__(name: str) -> Any:
+    """``streamlake.app.app``: built on first use, then kept."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        app = build_app(sys.argv[1:])
+    except (StreamLakeError, click.UsageError) as exc:
+        _refuse(exc)
+    globals()["app"] = app
+    return app
+
+
 def main() -> None:
-    """Console script ``streamlake``: Faust's CLI with StreamLake's commands."""
+    """Console script ``streamlake``: Faust's CLI with StreamLake's front door."""
+    from faust.cli.faust import cli as faust_cli
+
+    argv = sys.argv[1:]
+    if not needs_app(argv):
+        faust_cli.main(args=argv, prog_name="streamlake")
+        return
+    try:
+        app = build_app(argv)
+    except (StreamLakeError, click.UsageError) as exc:
+        _refuse(exc)
+    globals()["app"] = app
     app.main()

@@ -8,12 +8,13 @@ function and prints text or ``--json``.
 
 from __future__ import annotations
 
-from faust.cli.base import cli as faust_cli
+from faust.cli.faust import cli as faust_cli
 
 from .broker import broker
 from .console import console
 from .demo import demo
 from .dlq import dlq
+from .front import install_front_door
 from .produce import produce_command, produce_sample_command
 from .replay import replay
 from .status import status
@@ -26,3 +27,4 @@ def register_commands() -> None:
     for command in (broker, topics, replay, dlq, status, demo, produce_command, produce_sample_command, console):
         if command.name not in faust_cli.commands:
             faust_cli.add_command(command)
+    install_front_door()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import faust
 from prometheus_client import CollectorRegistry
@@ -96,6 +96,8 @@ class StreamLakeApp(faust.App):
         self.fast_bindings: dict[str, StreamBinding] = {}
         self.dlq_agents: list[DlqAgent] = []
         self.metrics_registry: CollectorRegistry | None = None
+        #: held while a worker with a RocksDB store runs (startup.lock_datadir)
+        self.datadir_lock: IO[str] | None = None
 
     async def on_first_start(self) -> None:
         await super().on_first_start()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 from collections.abc import Iterable
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from ..catalog import Catalog, TopicRole, TopicSpec
 from ..config import Settings
-from ..errors import PartitionMismatchError
+from ..errors import ConfigError, PartitionMismatchError
 
 log = logging.getLogger("streamlake.startup")
 
@@ -51,3 +54,33 @@ def _changelog_spec(table: Any) -> Any:
         table.changelog_topic.get_topic_name(), stream="", role=None, partitions=table.partitions,  # type: ignore[arg-type]
         replication_factor=1, config={"cleanup.policy": "compact"},
     )
+
+
+DATADIR_LOCK = ".streamlake-worker.lock"
+
+
+def lock_datadir(datadir: str | Path) -> IO[str]:
+    """Hold *datadir* for this worker until it exits; refuse if another worker holds it.
+
+    RocksDB tables lock their databases per partition: a second worker on the
+    same data dir would wait for those locks forever. The lock is released by
+    the kernel when the process ends, however it ends (kill -9 included).
+    """
+    path = Path(datadir).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    handle = open(path / DATADIR_LOCK, "a+")  # held open for the life of the worker
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(
+            f"the data dir {path} is in use by another worker ({holder}); with store rocksdb:// every worker "
+            "needs its own: pass --datadir DIR (before the command) or set STREAMLAKE_DATADIR"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
