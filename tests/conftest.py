@@ -19,14 +19,30 @@ import pytest
 _BROKER_DIR_KEY = pytest.StashKey[Path]()
 
 
+#: Run one at a time within their group under xdist (--dist loadgroup): the kill and scaling
+#: tests each run several workers against a deadline, the JVM tests each start Java many times;
+#: side by side they would only slow each other down.
+XDIST_GROUPS = {
+    "tests/faults/test_kill9.py": "workers", "tests/faults/test_broker_faults.py": "workers",
+    "tests/faults/test_startup_race.py": "workers", "tests/integration/test_scaling.py": "workers",
+    "tests/integration/test_broker_cli.py": "jvm", "tests/integration/test_replay.py": "jvm",
+    "tests/integration/test_partitioner_parity.py": "jvm",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
     for item in items:
-        parts = Path(str(item.fspath)).parts
+        path = Path(str(item.fspath))
+        parts = path.parts
         if "integration" in parts:
             item.add_marker(pytest.mark.integration)
         if "faults" in parts:
             item.add_marker(pytest.mark.integration)
             item.add_marker(pytest.mark.faults)
+        group = XDIST_GROUPS.get(path.relative_to(root).as_posix()) if path.is_relative_to(root) else None
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:

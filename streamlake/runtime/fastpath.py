@@ -186,7 +186,10 @@ class BatchConsumer(ConsumerSeam):
                 log.warning("%s: seek to %d failed (%r); waiting for the next seek", tp, offset, exc)
                 self.progress.forget([tp])
         if unknown and not self._seeking:
-            await self.perform_seek()
+            try:
+                await self.perform_seek()
+            except Exception as exc:  # e.g. a partition revoked meanwhile: still unknown, so nothing is admitted
+                log.warning("seek to establish read positions failed (%r); trying again with the next fetch", exc)
         if not by_binding:
             return
         token = _BatchToken()
