@@ -35,7 +35,7 @@ from tests.faults.test_hostile_records import CORPUS, FORWARD
 from tests.kafka_fixtures import ROOT, TestEnv, produce, wait_for
 
 ARTIFACTS = ROOT / ".streamlake" / "test-artifacts" / "console"
-TOKEN = "console-test-token"  # noqa: S105 - a test value, passed through the environment like a real one
+TOKEN = "console-test-token"  # a test value, passed through the environment like a real one
 
 #: Keys, values and headers that would run script or add elements if a page took them as HTML.
 XSS_KEY = '"><svg id="pwned-key" onload="window.__pwned=1">'
