@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from streamlake.console.history import History, Sample, StreamSample
 from streamlake.core.pipeline import StreamCounters
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from streamlake.console.server import ConsoleConfig, is_loopback, parse_filter
 from streamlake.dlq_policy import DlqError
 
