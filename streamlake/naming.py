@@ -32,6 +32,8 @@ __all__ = [
     "redrive_group_for",
     "find_metric_collisions",
     "metric_name_of",
+    "lake_table_identifier",
+    "LAKE_IDENTIFIER_RULE",
 ]
 
 #: Stage words and what they mean. ``raw``: as ingested; ``valid``: passed
@@ -290,3 +292,22 @@ def find_metric_collisions(names: Iterable[str]) -> list[tuple[str, ...]]:
     for name in names:
         seen.setdefault(metric_name_of(name), set()).add(name)
     return [tuple(sorted(group)) for group in seen.values() if len(group) > 1]
+
+
+#: How a stream's topic maps to its lake table (documented in docs/LAKE.md and docs/TOPICS.md).
+LAKE_IDENTIFIER_RULE = ("namespace = [<prefix segments>.]<domain>, table = <dataset>_v<N>; '-' becomes '_' "
+                        "so that every SQL engine takes the identifier unquoted")
+
+
+def lake_table_identifier(topic: TopicName | str) -> tuple[str, ...]:
+    """Return the Iceberg identifier of the table a topic lands in.
+
+    ``sales.orders.valid.v1`` -> ``("sales", "orders_v1")``; with a topic prefix, each prefix
+    segment is an outer namespace level: ``prod.sales.order-lines.valid.v2`` ->
+    ``("prod", "sales", "order_lines_v2")``. The stage is not part of it: one table per stream.
+    Topic segments never hold ``_`` (rule no-underscore), so the mapping cannot collide.
+    """
+    name = parse_topic_name(str(topic)) if not isinstance(topic, TopicName) else topic
+    namespace = [part.replace("-", "_") for part in name.prefix.split(".")] if name.prefix else []
+    namespace.append(name.domain.replace("-", "_"))
+    return (*namespace, f"{name.dataset.replace('-', '_')}_v{name.version}")

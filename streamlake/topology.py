@@ -15,6 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .core.lake_schema import (
+    ColumnType,
+    PartitionField,
+    check_partition_spec,
+    default_partition_spec,
+    parse_column_type,
+    parse_partition_field,
+    table_columns,
+)
 from .errors import TopologyError
 from .naming import TopicName, dlq_topic_for, retry_topic_for, topic_name, validate_segment
 
@@ -62,6 +71,13 @@ class Stream:
         policies: the action for each ordering class.
         transform: optional enrichment; raise to send the record to the DLQ.
         source_stage / output_stage: stage words of the input and output topics.
+        columns: lake columns, field name -> Iceberg type ("string", "int", "long", "float",
+            "double", "boolean", "date", "timestamp", "timestamptz", "decimal(P,S)"); fields
+            not declared land in the table's ``_extra`` JSON column.
+        event_time_field: a declared date/timestamp column holding the event time; the table
+            is partitioned by its day and freshness is its newest value.
+        partition_by: partition fields such as ``("day(ts)",)``; default ``day(<event time>)``,
+            or ``day(_kafka_timestamp)`` without an event time. Never identity of the key.
     """
 
     domain: str
@@ -75,6 +91,9 @@ class Stream:
     transform: Transform | None = None
     source_stage: str = "raw"
     output_stage: str = "valid"
+    columns: Mapping[str, str] = field(default_factory=dict)
+    event_time_field: str | None = None
+    partition_by: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         validate_segment(self.domain, "domain")
@@ -87,6 +106,28 @@ class Stream:
             if tname not in JSON_TYPES:
                 raise TopologyError(
                     f"stream {self.name}: field {fname!r} has unknown type {tname!r}; use one of {', '.join(JSON_TYPES)}")
+        where = f"stream {self.name}"
+        declared = self.lake_columns
+        columns = table_columns(declared)
+        if self.event_time_field is not None:
+            event_type = declared.get(self.event_time_field)
+            if event_type is None or not event_type.is_time:
+                raise TopologyError(f"{where}: event_time_field {self.event_time_field!r} must be a declared "
+                                    "date, timestamp or timestamptz column")
+        check_partition_spec(self.lake_partition_spec, columns, self.key_field, where)
+
+    @property
+    def lake_columns(self) -> dict[str, ColumnType]:
+        """The declared lake columns, parsed (name -> type), in declaration order."""
+        return {name: parse_column_type(spec, f"stream {self.name}: column {name!r}")
+                for name, spec in self.columns.items()}
+
+    @property
+    def lake_partition_spec(self) -> tuple[PartitionField, ...]:
+        """The declared partition fields, or the default day() of the event time."""
+        if self.partition_by is None:
+            return default_partition_spec(self.event_time_field)
+        return tuple(parse_partition_field(spec, f"stream {self.name}: partition_by") for spec in self.partition_by)
 
     @property
     def name(self) -> str:

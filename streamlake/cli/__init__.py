@@ -15,6 +15,7 @@ from .console import console
 from .demo import demo
 from .dlq import dlq
 from .front import install_front_door
+from .lake import lake, land
 from .produce import produce_command, produce_sample_command
 from .replay import replay
 from .status import status
@@ -24,7 +25,8 @@ __all__ = ["register_commands"]
 
 
 def register_commands() -> None:
-    for command in (broker, topics, replay, dlq, status, demo, produce_command, produce_sample_command, console):
+    for command in (broker, topics, replay, dlq, status, demo, produce_command, produce_sample_command, console,
+                    land, lake):
         if command.name not in faust_cli.commands:
             faust_cli.add_command(command)
     install_front_door()

@@ -33,6 +33,7 @@ class Stage(enum.Enum):
     SEQUENCE = "sequence"
     PROCESS = "process"
     PRODUCE = "produce"
+    LAND = "land"  # the lake lander (streamlake.lake) could not turn a valid record into a row
 
 
 class Reason(enum.Enum):
@@ -60,6 +61,10 @@ class Reason(enum.Enum):
     TRANSFORM_RETRYABLE = "transform-retryable"  # RetryableError: retried by the DLQ agent
     TRANSFORM_BAD_OUTPUT = "transform-bad-output"  # transform returned a non-dict or unserialisable value
     PRODUCE_FAILED = "produce-failed"      # the output topic rejected the record (e.g. too large)
+    LAND_UNDECODABLE = "land-undecodable"  # the valid record's key or value cannot be decoded (not a JSON object)
+    LAND_MISSING_IDENTITY = "land-missing-identity"  # no record key or no usable sequence number
+    LAND_CAST_FAILED = "land-cast-failed"  # a field does not cast to its declared column type
+    LAND_FIELD_TOO_LARGE = "land-field-too-large"  # a string field or _extra exceeds [lake] max_field_bytes
 
     @property
     def stage(self) -> Stage:
@@ -80,6 +85,8 @@ _STAGE_OF = {
                      Reason.ORDERING_LATE), Stage.SEQUENCE),
     **dict.fromkeys((Reason.TRANSFORM_ERROR, Reason.TRANSFORM_RETRYABLE, Reason.TRANSFORM_BAD_OUTPUT), Stage.PROCESS),
     Reason.PRODUCE_FAILED: Stage.PRODUCE,
+    **dict.fromkeys((Reason.LAND_UNDECODABLE, Reason.LAND_MISSING_IDENTITY, Reason.LAND_CAST_FAILED,
+                     Reason.LAND_FIELD_TOO_LARGE), Stage.LAND),
 }
 
 
