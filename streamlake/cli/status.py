@@ -1,4 +1,4 @@
-"""``streamlake status``: the group, its members and assignments, lag per partition, DLQ depth."""
+"""``streamlake status``: the group, its members and assignments, lag per partition, DLQ depth, the lake."""
 
 from __future__ import annotations
 
@@ -59,4 +59,8 @@ def status(as_json: bool) -> None:
     settings = load_settings()
     catalog = load_catalog(settings, discover_streams(settings.topologies_dir))
     result = asyncio.run(read_group_status(settings, catalog))
-    emit(result.as_dict(), as_json, lambda _: render_status(result))
+    from ..lake.status import read_lake_status, render_lake_status  # the lake section (docs/LAKE.md)
+
+    lake = asyncio.run(read_lake_status(settings))
+    emit({**result.as_dict(), "lake": lake.as_dict()}, as_json,
+         lambda _: render_status(result) + "\n\n" + render_lake_status(lake))

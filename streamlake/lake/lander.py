@@ -173,8 +173,14 @@ class Lander:
             generation = self._generation
             fetched = await consumer.getmany(timeout_ms=200, max_records=20_000)
             async with self.lock:
-                if generation == self._generation:  # else a seek or rebalance came in between
+                if generation == self._generation:
                     self._take(fetched)
+                else:
+                    # a seek or rebalance came in between: the fetch may predate it, so drop it and
+                    # read again from what this lander has taken (the consumer moved past the fetch)
+                    self._generation += 1
+                    for tp, part in self.parts.items():
+                        consumer.seek(TopicPartition(*tp), part.end)
                 due = self._due()
                 if due:
                     await self._commit(due)

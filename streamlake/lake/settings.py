@@ -57,7 +57,7 @@ LAKE_SETTINGS: tuple[LakeSetting, ...] = (
                 "record bytes buffered per partition before a commit is due"),
     LakeSetting("dedup_window", "STREAMLAKE_LAKE_DEDUP_WINDOW", 100_000, int,
                 "offsets per partition within which a repeated (key, seq) is dropped as a duplicate"),
-    LakeSetting("max_field_bytes", None, 1024 * 1024, int,
+    LakeSetting("max_field_bytes", "STREAMLAKE_LAKE_MAX_FIELD_BYTES", 1024 * 1024, int,
                 "largest string field (or _extra) a row may carry; larger goes to the landing DLQ"),
     LakeSetting("expire_older_than", None, 24 * 3600.0, float,
                 "`lake expire`: snapshots older than this many seconds are expired"),
