@@ -151,3 +151,58 @@ def verify_command(name: str, as_json: bool) -> None:
     emit(d, as_json, render)
     if not report.ok:
         raise SystemExit(1)
+
+
+@lake.command("compact")
+@click.argument("name", required=False)
+@click.option("--execute", is_flag=True, help="Rewrite the files (default: say what would be rewritten).")
+@click.option("--min-files", type=click.IntRange(2), default=4, show_default=True,
+              help="Rewrite a day partition once it has this many data files.")
+@json_option
+@friendly_errors
+def compact_command(name: str | None, execute: bool, min_files: int, as_json: bool) -> None:
+    """Rewrite each day partition's small files as one (row count and offsets unchanged). Dry run by default."""
+    from ..lake.maintenance import compact_tables
+
+    plans = [p.as_dict() for p in compact_tables(load_settings(), name, execute, min_files)]
+
+    def render(ps: list[dict[str, Any]]) -> str:
+        lines = []
+        for p in ps:
+            verb = "rewrote" if p["executed"] else "would rewrite"
+            lines.append(f"{p['table']}: {verb} {len(p['rewrites'])} day partition(s); rows "
+                         f"{p['rows_before']} -> {p['rows_after']}" + (f" ({p['note']})" if p["note"] else ""))
+            lines += [f"  {r['day']}: {r['files']} files, {r['rows']} rows"
+                      + (f" - skipped: {r['skipped']}" if r["skipped"] else "") for r in p["rewrites"]]
+        if not execute:
+            lines.append("dry run: nothing changed; add --execute to rewrite")
+        return "\n".join(lines)
+
+    emit(plans, as_json, render)
+
+
+@lake.command("expire")
+@click.argument("name", required=False)
+@click.option("--execute", is_flag=True, help="Expire and delete (default: say what would go).")
+@click.option("--older-than", type=click.FloatRange(min=0), default=None,
+              help="Seconds; default [lake] expire_older_than (1 day).")
+@click.option("--retain-last", type=click.IntRange(1), default=None, help="Snapshots always kept; default 10.")
+@json_option
+@friendly_errors
+def expire_command(name: str | None, execute: bool, older_than: float | None, retain_last: int | None,
+                   as_json: bool) -> None:
+    """Expire old snapshots and remove orphan files. Dry run by default."""
+    from ..lake.maintenance import expire_tables
+
+    plans = [p.as_dict() for p in expire_tables(load_settings(), name, execute, older_than, retain_last)]
+
+    def render(ps: list[dict[str, Any]]) -> str:
+        verb = "expired" if execute else "would expire"
+        lines = [f"{p['table']}: {verb} {p['snapshots_expired']} snapshot(s), "
+                 f"{'removed' if execute else 'would remove'} {p['orphan_files']} orphan file(s) "
+                 f"({p['orphan_bytes']} bytes)" + (f" ({p['note']})" if p["note"] else "") for p in ps]
+        if not execute:
+            lines.append("dry run: nothing changed; add --execute to expire")
+        return "\n".join(lines)
+
+    emit(plans, as_json, render)

@@ -72,10 +72,15 @@ __all__ = [
     "table_offsets_of", "event_time_max_of", "iceberg_type", "TABLE_PROPERTIES", "arrow_schema_for",
 ]
 
-#: Set on every table StreamLake creates; checked (and set) again whenever a lander opens one.
-TABLE_PROPERTIES = {
-    "commit.retry.num-retries": "0",
+#: Required on every table StreamLake lands in: checked (and set) whenever a lander opens one.
+TABLE_PROPERTIES = {"commit.retry.num-retries": "0"}
+#: Set when StreamLake creates a table: bounded metadata (merged manifests, old metadata files
+#: deleted) keeps commit latency flat; an operator may change them later.
+TABLE_DEFAULTS = {
     "write.parquet.compression-codec": "zstd",
+    "commit.manifest-merge.enabled": "true",
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "20",
 }
 
 
@@ -184,7 +189,7 @@ def ensure_table(catalog: Catalog, target: LakeTarget) -> Table:
             return catalog.create_table(
                 target.identifier, schema=schema,
                 partition_spec=_partition_spec(schema, target.stream.lake_partition_spec),
-                properties={**TABLE_PROPERTIES, "streamlake.topic": target.topic,
+                properties={**TABLE_DEFAULTS, **TABLE_PROPERTIES, "streamlake.topic": target.topic,
                             "streamlake.stream": target.stream.name})
         except TableAlreadyExistsError:  # another lander created it first
             table = catalog.load_table(target.identifier)

@@ -41,7 +41,7 @@ def lake_for(tmp_path: Path, prefix: str, environ: dict[str, str] | None = None)
     return settings, load_lake_settings(settings, environ=env)
 
 
-def batch(s: Stream, topic: str, partition: int, start: int, end: int) -> PartitionBatch:
+def batch(s: Stream, topic: str, partition: int, start: int, end: int, day: int = 0) -> PartitionBatch:
     builder_stream = s
     from streamlake.core.lake_rows import RowBuilder
 
@@ -49,7 +49,8 @@ def batch(s: Stream, topic: str, partition: int, start: int, end: int) -> Partit
     rows = builder.new_buffer()
     window = RecentWindow(1000)
     for offset in range(start, end):
-        value = b'{"order_id": "k%d", "seq": %d, "amount": 1.5, "ts": 1700000000000}' % (offset % 7, offset)
+        value = b'{"order_id": "k%d", "seq": %d, "amount": 1.5, "ts": %d}' % (
+            offset % 7, offset, 1_700_000_000_000 + day * 86_400_000)
         record = SourceRecord(topic, partition, offset, 1_700_000_000_000, b"k%d" % (offset % 7), value)
         builder.build(record, 0, rows, window)
     return PartitionBatch(start, end, rows)
@@ -188,3 +189,50 @@ def test_lake_on_s3_through_moto(tmp_path, moto_s3):
     assert table_offsets_of(catalog.load_table(target.identifier)) == {(target.topic, 2): 9}
     result = query_lake(settings, f"SELECT count(*), sum(amount) FROM {target.name}", lake)
     assert result.rows[0][0] == 9 and str(result.rows[0][1]) == "13.50"
+
+
+def test_compact_and_expire_are_dry_runs_by_default_keep_rows_and_offsets_and_are_idempotent(tmp_path):
+    import os
+    import time
+
+    from streamlake.lake.maintenance import compact_tables, expire_tables
+
+    settings, lake = lake_for(tmp_path, f"t{uuid.uuid4().hex[:8]}")
+    s = next(x for x in __import__("streamlake.topology", fromlist=["x"]).discover_streams(settings.topologies_dir))
+    target = target_for(s, settings.topic_prefix)
+    catalog = open_catalog(lake)
+    writer = TableWriter(ensure_table(catalog, target), arrow_schema_for(s), "t")
+    for i in range(6):  # 6 small commits over 2 days
+        writer.commit({(target.topic, 0): batch(s, target.topic, 0, i * 10, i * 10 + 10, day=i % 2)})
+    table = catalog.load_table(target.identifier)
+    files_before = len(table.inspect.files())
+    offsets = table_offsets_of(table)
+
+    dry = compact_tables(settings, target.name, execute=False, min_files=2, lake=lake)[0]
+    assert [(r.files, r.rows) for r in dry.rewrites] == [(3, 30), (3, 30)] and not any(r.done for r in dry.rewrites)
+    assert len(catalog.load_table(target.identifier).inspect.files()) == files_before  # nothing changed
+    done = compact_tables(settings, target.name, execute=True, min_files=2, lake=lake)[0]
+    assert all(r.done for r in done.rewrites) and done.rows_before == done.rows_after == 60
+    table = catalog.load_table(target.identifier)
+    assert len(table.inspect.files()) == 2 and rows_of(table) == 60
+    assert table_offsets_of(table) == offsets
+    assert compact_tables(settings, target.name, execute=True, min_files=2, lake=lake)[0].rewrites == []
+
+    # a stray file (a killed commit's data file) and old snapshots
+    data_dir = Path(table.location().removeprefix("file://")) / "data"
+    stray = data_dir / "orphan-from-a-killed-commit.parquet"
+    stray.write_bytes(b"PAR1")
+    old = time.time() - 3600
+    os.utime(stray, (old, old))
+    snapshots = len(table.snapshots())
+    dry_expiry = expire_tables(settings, target.name, execute=False, older_than=0, retain_last=2, lake=lake)[0]
+    assert len(dry_expiry.snapshots) == snapshots - 2 and f"file://{stray}" in dry_expiry.orphan_files
+    assert stray.exists() and len(catalog.load_table(target.identifier).snapshots()) == snapshots
+    expire_tables(settings, target.name, execute=True, older_than=0, retain_last=2, lake=lake)
+    table = catalog.load_table(target.identifier)
+    assert not stray.exists() and len(table.snapshots()) == 2
+    assert rows_of(table) == 60 and table_offsets_of(table) == offsets
+    again = expire_tables(settings, target.name, execute=True, older_than=0, retain_last=2, lake=lake)[0]
+    assert again.snapshots == [] and again.orphan_files == []
+    writer.commit({(target.topic, 0): batch(s, target.topic, 0, 60, 70)})  # landing goes on after both
+    assert rows_of(catalog.load_table(target.identifier)) == 70
