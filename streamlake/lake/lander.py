@@ -238,7 +238,11 @@ class Lander:
         for topic, batches in by_topic.items():
             landing = self.landings[topic]
             counters = self.counters.table(landing.target.name)
+            log.debug("committing %s: %d partition(s), %d row(s)", landing.target.name, len(batches),
+                      sum(len(b.rows) for b in batches.values()))
             outcome = await self._commit_table(landing, batches)
+            log.debug("committed %s: snapshot %s, %d row(s), %d conflict(s)", landing.target.name,
+                      outcome.snapshot_id, outcome.rows, outcome.conflicts)
             counters.commits += 1
             counters.conflicts += outcome.conflicts
             counters.rows += outcome.rows
