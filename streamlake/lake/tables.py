@@ -11,19 +11,13 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import (
-    CommitFailedException,
-    NamespaceAlreadyExistsError,
-    NoSuchTableError,
-    TableAlreadyExistsError,
-)
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.partitioning import PartitionField as IcebergPartitionField
 from pyiceberg.partitioning import PartitionSpec
 from pyiceberg.schema import Schema
@@ -169,8 +163,12 @@ def arrow_schema_for(stream: Stream) -> pa.Schema:
 def _ensure_namespace(catalog: Catalog, identifier: tuple[str, ...]) -> None:
     namespace = identifier[:-1]
     for depth in range(1, len(namespace) + 1):
-        with contextlib.suppress(NamespaceAlreadyExistsError):
-            catalog.create_namespace_if_not_exists(namespace[:depth])
+        level = namespace[:depth]
+        try:
+            catalog.create_namespace_if_not_exists(level)
+        except Exception:  # landers starting together race to create it (SQLite says IntegrityError)
+            if not catalog.namespace_exists(level):
+                raise
 
 
 def ensure_table(catalog: Catalog, target: LakeTarget) -> Table:
@@ -191,7 +189,9 @@ def ensure_table(catalog: Catalog, target: LakeTarget) -> Table:
                 partition_spec=_partition_spec(schema, target.stream.lake_partition_spec),
                 properties={**TABLE_DEFAULTS, **TABLE_PROPERTIES, "streamlake.topic": target.topic,
                             "streamlake.stream": target.stream.name})
-        except TableAlreadyExistsError:  # another lander created it first
+        except Exception:  # another lander created it first (TableAlreadyExistsError, or the catalog's own error)
+            if not catalog.table_exists(target.identifier):
+                raise
             table = catalog.load_table(target.identifier)
     return _evolve(table, columns, target)
 

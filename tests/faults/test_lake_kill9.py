@@ -60,7 +60,7 @@ def test_kill9_landers_and_a_worker_land_every_record_exactly_once(lake_env, lan
             if mode != "before":
                 word = "committing" if mode == "during" else "committed"
                 seen = _commits(victim, word)
-                wait_for(lambda: _commits(victim, word) > seen or victim.proc.poll() is not None, timeout=60,
+                wait_for(lambda v=victim, w=word, n=seen: _commits(v, w) > n or v.proc.poll() is not None, timeout=60,
                          interval=0.02, what=f"lander {victim.name} to log '{word}'")
             victim.kill()
             kills.append(f"{victim.name}:{mode}@{producer.acked}")
