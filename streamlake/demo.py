@@ -32,6 +32,7 @@ from .errors import StreamLakeError
 from .kafka.admin import ApplyOutcome, apply_catalog
 from .kafka.group_status import CountersReader, read_group_status
 from .kafka.sample_producer import produce_sample
+from .lake.reconcile import LakeReconciliation, reconcile_lake, table_rows
 from .sample import Reconciliation, SampleMix, SampleSummary, counters_delta, generate_sample
 from .topology import Stream, discover_streams
 
@@ -75,6 +76,8 @@ class DemoResult:
     workers: int = 0
     worker_log: str = ""
     console: str = ""
+    lake: LakeReconciliation | None = None
+    lander_log: str = ""
 
 
 def find_free_port_block(count: int, start: int = 5000, step: int = 100, limit: int = 60000) -> int:
@@ -88,13 +91,18 @@ def find_free_port_block(count: int, start: int = 5000, step: int = 100, limit: 
 
 
 class WorkerGroup:
-    """``honcho start -f Procfile -p BASE -c worker=N worker``: N workers, web ports BASE..BASE+N-1."""
+    """``honcho start -f Procfile -p BASE -c worker=N worker``: N workers, web ports BASE..BASE+N-1.
 
-    def __init__(self, root: Path, count: int, env: dict[str, str], log_path: Path) -> None:
+    ``process_type="lander"`` runs the Procfile's landers the same way.
+    """
+
+    def __init__(self, root: Path, count: int, env: dict[str, str], log_path: Path,
+                 process_type: str = "worker") -> None:
         self.root = root
         self.count = count
         self.env = env
         self.log_path = log_path
+        self.process_type = process_type
         self.base_port = find_free_port_block(count)
         self.proc: subprocess.Popen | None = None
 
@@ -113,7 +121,7 @@ class WorkerGroup:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [honcho, "start", "-f", str(procfile), "-d", str(self.root), "-p", str(self.base_port),
-                 "-c", f"worker={self.count}", "--no-colour", "worker"],
+                 "-c", f"{self.process_type}={self.count}", "--no-colour", self.process_type],
                 cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches the demo only; it stops the workers in order
             )
@@ -215,6 +223,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print,
     result.broker = settings.bootstrap_servers
     workers: WorkerGroup | None = None
     console: ConsoleProcess | None = None
+    landers: WorkerGroup | None = None
     try:
         t = time.monotonic()
         report = asyncio.run(apply_catalog(settings, catalog))
@@ -242,6 +251,14 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print,
         say(f"{options.workers} worker(s) ready in {result.timings['workers']:.1f}s")
         result.console = console.wait_url()
         say(f"console: {result.console}  (streams, DLQ, lag; log {console.log_path})")
+        landers = WorkerGroup(settings.root, 1, env, settings.root / ".streamlake" / "demo" / "landers.log", "lander")
+        result.lander_log = str(landers.log_path)
+        t = time.monotonic()
+        landers.start()
+        say(f"starting a lander through the Procfile (web port {landers.ports[0]}, log {landers.log_path})")
+        landers.wait_ready(options.ready_timeout)
+        result.timings["lander"] = time.monotonic() - t
+        rows_before = table_rows(settings, STREAM)
         live = _Live()
         try:
             asyncio.run(_load_and_watch(settings, stream, partitions, options, workers, show, result.timings, live))
@@ -249,11 +266,18 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print,
             result.interrupted = True
         if live.summary is not None:
             result.reconciliation = Reconciliation(live.summary, live.counted)
+            if not result.interrupted:
+                t = time.monotonic()
+                result.lake = asyncio.run(reconcile_lake(settings, STREAM, rows_before, live.counted.forwarded,
+                                                         timeout=60.0 + options.events / 1000))
+                result.timings["land"] = time.monotonic() - t
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
         if console is not None:
             console.stop()
+        if landers is not None:
+            landers.stop()
         if workers is not None:
             t = time.monotonic()
             workers.stop()

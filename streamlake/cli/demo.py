@@ -45,8 +45,19 @@ def render_result(result: DemoResult) -> str:
                      f"  {'OK' if rec.balanced else 'FAILED'}")
         lines.append(f"check in = produced: {c.records_in} = {rec.produced.produced}  {'OK' if rec.complete else 'FAILED'}")
         lines.append(f"check every record ended where its kind says: {'OK' if rec.as_expected else 'FAILED'}")
+    if result.lake is not None:
+        lake = result.lake
+        lines += ["", f"lake ({lake.table}, landed by the lander through the Procfile):",
+                  f"check rows landed = forwarded: {lake.landed} = {lake.forwarded}  "
+                  f"{'OK' if lake.landed == lake.forwarded else 'FAILED'}",
+                  f"check duplicate (_key, _seq) rows: {lake.duplicate_rows} of {lake.rows}  "
+                  f"{'OK' if lake.duplicate_rows == 0 else 'FAILED'}",
+                  f"check landing lag: {lake.landing_lag}  {'OK' if lake.landing_lag == 0 else 'FAILED'}",
+                  "", "amount per currency (DuckDB over the Iceberg table, whole table):",
+                  table([list(row) for row in lake.answer], lake.answer_columns)]
     t = result.timings
-    order = ["jars", "broker", "topics", "workers", "produce", "process", "stop-workers", "stop-broker", "total"]
+    order = ["jars", "broker", "topics", "workers", "lander", "produce", "process", "land", "stop-workers",
+             "stop-broker", "total"]
     lines += ["", "timings: " + ", ".join(f"{k} {t[k]:.1f}s" for k in order if k in t)]
     return "\n".join(lines)
 
@@ -76,7 +87,9 @@ def demo(workers: int, events: int, rate: float, bad_ratio: float, keys: int, se
         click.echo()
     data = {"reconciliation": result.reconciliation.as_dict() if result.reconciliation else None,
             "timings": result.timings, "interrupted": result.interrupted, "broker": result.broker,
-            "workers": result.workers, "worker_log": result.worker_log, "console": result.console}
+            "workers": result.workers, "worker_log": result.worker_log, "console": result.console,
+            "lake": result.lake.as_dict() if result.lake else None, "lander_log": result.lander_log}
     emit(data, as_json, lambda _: render_result(result))
-    if result.reconciliation is None or not result.reconciliation.ok:
+    if result.reconciliation is None or not result.reconciliation.ok or (result.lake is not None
+                                                                         and not result.lake.ok):
         raise SystemExit(1)
