@@ -6,6 +6,7 @@
     python -m bench recovery [options]        sequence-table recovery time and memory per 1M keys
     python -m bench failover [options]        kill -9 of one of two workers: time until its partitions forward again
     python -m bench producer [options]        the producer SDK against a raw aiokafka producer loop
+    python -m bench landing [options]         rows/s into the lake (raw loop, StreamLake lander, Quix IcebergSink)
 
 Every run prints the machine and its load average at the start and at the end:
 on a shared machine, compare figures only as ratios within one run.
@@ -22,7 +23,7 @@ from collections.abc import Callable
 
 from .common import bench_broker, load_average, machine
 
-COMMANDS = ("throughput", "latency", "seek", "recovery", "failover", "producer")
+COMMANDS = ("throughput", "latency", "seek", "recovery", "failover", "producer", "landing")
 
 
 def _paths(text: str) -> tuple[int, ...]:
@@ -85,6 +86,12 @@ def parser() -> argparse.ArgumentParser:
     fo.add_argument("--failover-rate", type=int, default=2000, help="records/s offered during failover (default 2000)")
     pr = p.add_argument_group("producer")
     pr.add_argument("--producer-records", type=int, default=100_000, help="records per run (default 100000)")
+    la = p.add_argument_group("landing (also takes --partitions and --keys)")
+    la.add_argument("--landing-records", type=int, default=200_000, help="records in the valid topic (default 200k)")
+    la.add_argument("--commit-interval", type=float, default=2.0, help="seconds between table commits (default 2)")
+    la.add_argument("--commits", type=int, default=1000, help="commits for the latency series (default 1000; 0 skips)")
+    la.add_argument("--landing-paths", type=_choices(("raw", "streamlake", "quix")),
+                    default=("raw", "streamlake", "quix"))
     return p
 
 
@@ -131,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             from .recovery import measure_recovery, print_recovery
             report = asyncio.run(measure_recovery(url, args.tracked_keys, args.stores or ("memory", "rocksdb"),
                                                   args.partitions, say))
+        elif args.command == "landing":
+            from .landing import measure_landing, print_landing
+            report = asyncio.run(measure_landing(url, args.landing_records, args.partitions, args.keys,
+                                                 args.commit_interval, args.commits, args.landing_paths, say))
         else:
             from .failover import measure_failover, print_failover
             report = asyncio.run(measure_failover(url, args.tracked_keys, tuple(int(s) for s in args.standbys),
@@ -145,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                        "seek": print_seek if args.command == "seek" else None,
                        "recovery": print_recovery if args.command == "recovery" else None,
                        "failover": print_failover if args.command == "failover" else None,
-                       "producer": _print_producer}[args.command]
+                       "producer": _print_producer,
+                       "landing": print_landing if args.command == "landing" else None}[args.command]
             assert printer is not None
             print_machine(info, args.markdown)
             printer(report, args.markdown)
