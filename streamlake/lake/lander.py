@@ -45,6 +45,7 @@ from ..kafka.landing import (
     landing_consumer,
     landing_dlq_spec,
 )
+from .maintenance import expire_snapshots
 from .metrics import LanderCollector, LanderCounters, serve_lander_web
 from .settings import LakeSettings
 from .tables import LakeTarget, arrow_schema_for, ensure_table, open_catalog
@@ -254,6 +255,11 @@ class Lander:
             for tp, offset in outcome.landed.items():
                 self._reset(tp, offset)
                 landed[tp] = offset
+            every = self.lake.expire_every
+            if every and outcome.rows and counters.commits % every == 0:
+                expired = await asyncio.to_thread(expire_snapshots, landing.writer.table, self.lake.expire_older_than,
+                                                  self.lake.retain_last)
+                log.info("%s: expired %d old snapshot(s)", landing.target.name, expired)
             for tp, offset in outcome.rewind.items():
                 counters.rewinds += 1
                 log.warning("%s[%d]: the table moved to offset %d under this batch (%d..%d); reading it again",

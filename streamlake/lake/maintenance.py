@@ -33,7 +33,7 @@ from .info import LakeSession, lake_targets
 from .settings import LakeSettings
 from .tables import table_offsets_of
 
-__all__ = ["CompactionPlan", "PartitionRewrite", "compact_tables", "ExpiryPlan", "expire_tables"]
+__all__ = ["CompactionPlan", "PartitionRewrite", "compact_tables", "ExpiryPlan", "expire_tables", "expire_snapshots"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -203,12 +203,30 @@ def _protected(table: Table, keep: int) -> set[int]:
     return protected
 
 
+def _expirable(table: Table, age: float, keep: int) -> list[int]:
+    cutoff_ms = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=age)).timestamp() * 1000
+    protected = _protected(table, keep)
+    return sorted(s.snapshot_id for s in table.snapshots()
+                  if s.timestamp_ms < cutoff_ms and s.snapshot_id not in protected)
+
+
+def expire_snapshots(table: Table, age: float, keep: int) -> int:
+    """Expire snapshots older than *age* seconds beyond the newest *keep* (what landers do every
+    ``expire_every`` commits); returns how many. A concurrent commit makes it expire nothing."""
+    ids = _expirable(table, age, keep)
+    if not ids:
+        return 0
+    try:
+        table.maintenance.expire_snapshots().by_ids(ids).commit()
+    except CommitFailedException:
+        return 0
+    return len(ids)
+
+
 def _expire(table: Table, name: str, execute: bool, age: float, keep: int, lake: LakeSettings) -> ExpiryPlan:
     plan = ExpiryPlan(name, execute)
     cutoff_ms = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=age)).timestamp() * 1000
-    protected = _protected(table, keep)
-    plan.snapshots = sorted(s.snapshot_id for s in table.snapshots()
-                            if s.timestamp_ms < cutoff_ms and s.snapshot_id not in protected)
+    plan.snapshots = _expirable(table, age, keep)
     live_after = [s for s in table.snapshots() if s.snapshot_id not in set(plan.snapshots)]
     referenced = _referenced_files(table, live_after)
     fs_and_root = _filesystem(table.location(), lake)

@@ -59,8 +59,10 @@ LAKE_SETTINGS: tuple[LakeSetting, ...] = (
                 "offsets per partition within which a repeated (key, seq) is dropped as a duplicate"),
     LakeSetting("max_field_bytes", "STREAMLAKE_LAKE_MAX_FIELD_BYTES", 1024 * 1024, int,
                 "largest string field (or _extra) a row may carry; larger goes to the landing DLQ"),
-    LakeSetting("expire_older_than", None, 24 * 3600.0, float,
-                "`lake expire`: snapshots older than this many seconds are expired"),
+    LakeSetting("expire_older_than", None, 3600.0, float,
+                "snapshots (and orphan files) older than this many seconds are expired"),
+    LakeSetting("expire_every", None, 100, int,
+                "a lander expires old snapshots after every this many commits (0: never; `lake expire` still works)"),
     LakeSetting("retain_last", None, 10, int, "`lake expire`: snapshots always kept"),
     LakeSetting("web_port", "STREAMLAKE_LAKE_WEB_PORT", 6067, int, "lander web port (/health, /ready, /metrics)"),
 )
@@ -96,6 +98,7 @@ class LakeSettings:
     max_field_bytes: int
     expire_older_than: float
     retain_last: int
+    expire_every: int
     web_port: int
     properties: Mapping[str, str] = field(default_factory=dict)  # [lake.properties]: pyiceberg catalog/FileIO
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
