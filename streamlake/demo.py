@@ -269,7 +269,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print,
             if not result.interrupted:
                 t = time.monotonic()
                 result.lake = asyncio.run(reconcile_lake(settings, STREAM, rows_before, live.counted.forwarded,
-                                                         timeout=60.0 + options.events / 1000))
+                                                         wait_s=60.0 + options.events / 1000))
                 result.timings["land"] = time.monotonic() - t
     except KeyboardInterrupt:
         result.interrupted = True

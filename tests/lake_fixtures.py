@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from streamlake.broker import local
 from streamlake.lake.settings import LakeSettings, load_lake_settings
+
 from tests.kafka_fixtures import ROOT, TestEnv, WorkerProcess, wait_for
 
 

@@ -30,7 +30,7 @@ __all__ = ["CastError", "cast_value", "LandingFailure", "RowBuilder", "ColumnBuf
            "Built"]
 
 DEFAULT_MAX_FIELD_BYTES = 1024 * 1024  # a string column or _extra larger than this goes to the landing DLQ
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_DATE = dt.date(1970, 1, 1)
 _INT32 = 2**31
 _INT64 = 2**63
@@ -101,7 +101,7 @@ def _epoch_micros(value: Any, aware: bool) -> int:
         except ValueError:
             raise CastError(f"expected an ISO-8601 timestamp or epoch milliseconds, got {value!r:.60}") from None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.timezone.utc)
+            moment = moment.replace(tzinfo=dt.UTC)
         delta = moment - _EPOCH
         micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     else:
@@ -211,7 +211,8 @@ class RowBuilder:
         self.casters = [(name, caster_for(ctype), ctype.kind is TypeKind.STRING) for name, ctype in declared.items()]
         self.sequence_field = sequence_field
         self.sequence_header = sequence_header
-        self.event_index = list(declared).index(event_time_field) if event_time_field in declared else None
+        names = list(declared)
+        self.event_index = names.index(event_time_field) if event_time_field and event_time_field in names else None
         self.max_field_bytes = max_field_bytes
         self.names = tuple(c.name for c in FIXED_COLUMNS) + tuple(declared)
 

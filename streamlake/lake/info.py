@@ -141,7 +141,7 @@ class TableInfo:
 def _micros_to_datetime(micros: int | None) -> dt.datetime | None:
     if micros is None:
         return None
-    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=micros)
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=micros)
 
 
 def _summary(table: Table) -> dict[str, str]:
@@ -230,7 +230,7 @@ def table_history(settings: Settings, name: str, limit: int = 50, lake: LakeSett
             operation = snapshot.summary.operation.value if snapshot.summary else ""
             out.append(SnapshotInfo(
                 snapshot.snapshot_id, snapshot.parent_snapshot_id, _micros_to_datetime(snapshot.timestamp_ms * 1000)
-                or dt.datetime.now(dt.timezone.utc), operation, int(summary.get("added-records", 0)),
+                or dt.datetime.now(dt.UTC), operation, int(summary.get("added-records", 0)),
                 int(summary.get("total-records", 0)), int(summary.get("added-data-files", 0)),
                 summary.get(LANDED_BY_PROPERTY, ""), summary.get(OFFSETS_PROPERTY, "")))
         return out

@@ -30,8 +30,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import CollectorRegistry
-from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual
-from pyiceberg.expressions import BooleanExpression as IcebergExpression
 
 from ..catalog import Catalog as TopicCatalog
 from ..config import Settings
@@ -87,7 +85,7 @@ class _Landing:
     writer: TableWriter
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, lander: Lander) -> None:
         self.lander = lander
 
@@ -367,9 +365,9 @@ def _recent_pairs(writer: TableWriter, partition: int, from_offset: int) -> list
     table = writer.table
     if table.current_snapshot() is None:
         return []
-    row_filter: IcebergExpression = EqualTo("_kafka_partition", partition)
+    row_filter = f"_kafka_partition = {int(partition)}"
     if from_offset > 0:
-        row_filter = And(row_filter, GreaterThanOrEqual("_kafka_offset", from_offset))
+        row_filter += f" AND _kafka_offset >= {int(from_offset)}"
     arrow = table.scan(row_filter=row_filter, selected_fields=("_key", "_seq", "_kafka_offset")).to_arrow()
     return list(zip(arrow.column("_key").to_pylist(), arrow.column("_seq").to_pylist(),
                     arrow.column("_kafka_offset").to_pylist(), strict=True))

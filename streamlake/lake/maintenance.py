@@ -23,7 +23,6 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.expressions import And, BooleanExpression, GreaterThanOrEqual, LessThan
 from pyiceberg.table import Table
 from pyiceberg.transforms import DayTransform
 
@@ -35,7 +34,7 @@ from .tables import table_offsets_of
 
 __all__ = ["CompactionPlan", "PartitionRewrite", "compact_tables", "ExpiryPlan", "expire_tables", "expire_snapshots"]
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass
@@ -103,10 +102,10 @@ def _day_files(table: Table) -> tuple[str | None, dict[int, tuple[int, int]]]:
     return column, per_day
 
 
-def _day_filter(column: str, day: int) -> BooleanExpression:
+def _day_filter(column: str, day: int) -> str:
     start = _EPOCH + dt.timedelta(days=day)
     end = start + dt.timedelta(days=1)
-    return And(GreaterThanOrEqual(column, start.isoformat()), LessThan(column, end.isoformat()))
+    return f"{column} >= '{start.isoformat()}' AND {column} < '{end.isoformat()}'"
 
 
 def compact_tables(settings: Settings, name: str | None = None, execute: bool = False, min_files: int = 4,
@@ -204,7 +203,7 @@ def _protected(table: Table, keep: int) -> set[int]:
 
 
 def _expirable(table: Table, age: float, keep: int) -> list[int]:
-    cutoff_ms = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=age)).timestamp() * 1000
+    cutoff_ms = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age)).timestamp() * 1000
     protected = _protected(table, keep)
     return sorted(s.snapshot_id for s in table.snapshots()
                   if s.timestamp_ms < cutoff_ms and s.snapshot_id not in protected)
@@ -225,7 +224,7 @@ def expire_snapshots(table: Table, age: float, keep: int) -> int:
 
 def _expire(table: Table, name: str, execute: bool, age: float, keep: int, lake: LakeSettings) -> ExpiryPlan:
     plan = ExpiryPlan(name, execute)
-    cutoff_ms = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=age)).timestamp() * 1000
+    cutoff_ms = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age)).timestamp() * 1000
     plan.snapshots = _expirable(table, age, keep)
     live_after = [s for s in table.snapshots() if s.snapshot_id not in set(plan.snapshots)]
     referenced = _referenced_files(table, live_after)

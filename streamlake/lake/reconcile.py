@@ -51,11 +51,11 @@ def table_rows(settings: Settings, stream: str, lake: LakeSettings | None = None
         return 0
 
 
-async def reconcile_lake(settings: Settings, stream: str, rows_before: int, forwarded: int, timeout: float = 120.0,
+async def reconcile_lake(settings: Settings, stream: str, rows_before: int, forwarded: int, wait_s: float = 120.0,
                          lake: LakeSettings | None = None) -> LakeReconciliation:
     """Wait until the lander has landed what was forwarded (landing lag 0), then reconcile."""
     target = resolve_target(settings, stream)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait_s
     while True:
         landed = await asyncio.to_thread(table_rows, settings, stream, lake) - rows_before
         lag = sum(p.lag for p in await landing_lag_async(settings, lake) if p.topic == target.topic)

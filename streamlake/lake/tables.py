@@ -141,17 +141,17 @@ def _schema(columns: tuple[Column, ...]) -> Schema:
                     for i, c in enumerate(columns, start=1)))
 
 
-_TRANSFORMS: dict[PartitionTransform, type[Transform[Any, Any]]] = {
-    PartitionTransform.YEAR: YearTransform, PartitionTransform.MONTH: MonthTransform,
-    PartitionTransform.DAY: DayTransform, PartitionTransform.HOUR: HourTransform,
-    PartitionTransform.IDENTITY: IdentityTransform,
+_TRANSFORMS: dict[PartitionTransform, Transform[Any, Any]] = {
+    PartitionTransform.YEAR: YearTransform(), PartitionTransform.MONTH: MonthTransform(),
+    PartitionTransform.DAY: DayTransform(), PartitionTransform.HOUR: HourTransform(),
+    PartitionTransform.IDENTITY: IdentityTransform(),
 }
 
 
 def _partition_spec(schema: Schema, fields: tuple[PartitionField, ...]) -> PartitionSpec:
     return PartitionSpec(*(
         IcebergPartitionField(source_id=schema.find_field(pf.column).field_id, field_id=1000 + i,
-                              transform=_TRANSFORMS[pf.transform](), name=pf.name)
+                              transform=_TRANSFORMS[pf.transform], name=pf.name)
         for i, pf in enumerate(fields)))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from streamlake.core.lake_schema import (
     FIXED_COLUMNS,
     ColumnType,
