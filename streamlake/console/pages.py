@@ -76,9 +76,11 @@ def _lake_line(lake: dict[str, Any] | None, available: bool) -> Markup:
         return el("p", {"class": "lake muted"}, "lake: landing not installed")
     lake = lake or {}
     return el("p", {"class": "lake"}, "lake: newest landed event ",
-              el("span", {"data-field": "lake_newest"}, lake.get("newest_event_time") or "-"),
-              ", rows ", el("span", {"data-field": "lake_rows"}, lake.get("rows", "-")),
-              " in ", el("code", {}, lake.get("table") or "-"))
+              el("strong", {"data-field": "lake_newest"}, lake.get("newest_event_time") or "-"),
+              ", rows ", el("strong", {"data-field": "lake_rows"}, lake.get("rows", "-")),
+              " in ", el("a", {"href": "/lake"}, el("code", {"data-field": "lake_table"}, lake.get("table") or "-")),
+              el("span", {"class": "muted"}, ", last commit "),
+              el("span", {"class": "muted", "data-field": "lake_commit"}, lake.get("last_commit") or "-"))
 
 
 def overview_page(view: dict[str, Any]) -> Markup:

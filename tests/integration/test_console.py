@@ -30,12 +30,21 @@ from streamlake.broker import local
 from streamlake.console.process import ConsoleProcess
 from streamlake.partitioner import partition_for_key
 
+from tests import lake_fixtures
 from tests.faults.support import PARTITIONS, topics
 from tests.faults.test_hostile_records import CORPUS, FORWARD
 from tests.kafka_fixtures import ROOT, TestEnv, produce, wait_for
+from tests.lake_fixtures import LakeEnv, wait_rows
+
+lake_env = lake_fixtures.lake_env  # the lake fixtures, for this module's tests
+lander_factory = lake_fixtures.lander_factory
 
 ARTIFACTS = ROOT / ".streamlake" / "test-artifacts" / "console"
 TOKEN = "console-test-token"  # a test value, passed through the environment like a real one
+
+#: The newest event time of the valid records (2026-01-02T03:04:05Z): the lake's freshness must show it.
+NEWEST_TS_MS = 1767323045000
+NEWEST_TS_TEXT = "2026-01-02T03:04:05"
 
 #: Keys, values and headers that would run script or add elements if a page took them as HTML.
 XSS_KEY = '"><svg id="pwned-key" onload="window.__pwned=1">'
@@ -76,7 +85,8 @@ def _post_json(url: str, body: dict, headers: dict[str, str]) -> tuple[int, dict
 
 
 @pytest.fixture
-def console(test_env: TestEnv) -> Iterator[ConsoleProcess]:
+def console(test_env: TestEnv, lake_env: LakeEnv) -> Iterator[ConsoleProcess]:
+    """A console of the test's app and lake (the lake fixture sets its catalog and warehouse first)."""
     proc = ConsoleProcess(ROOT, test_env.environ(STREAMLAKE_CONSOLE_TOKEN=TOKEN), test_env.tmp / "console.log",
                           local.free_port(), interval=0.5)
     proc.start()
@@ -96,7 +106,8 @@ def browser() -> Iterator[Callable[[], Any]]:
 
 def _load() -> tuple[list[dict], dict[str, int]]:
     """Valid records, the DLQ-bound hostile corpus and the HTML attacks; and the DLQ count per reason."""
-    records = [{"key": f"ok-{k}".encode(), "value": orjson.dumps({"order_id": f"ok-{k}", "seq": s})}
+    records = [{"key": f"ok-{k}".encode(),
+                "value": orjson.dumps({"order_id": f"ok-{k}", "seq": s, "ts": NEWEST_TS_MS - 1000 * (5 - s) - k})}
                for s in range(1, 6) for k in range(40)]
     hostile = [c for c in CORPUS if c.expected != FORWARD and (c.value is None or len(c.value) < 20_000)]
     records += [{"key": c.key, "value": c.value, "headers": c.headers,
@@ -132,8 +143,8 @@ def _shot(driver, name: str) -> Path:  # type: ignore[no-untyped-def]
     return path
 
 
-def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, console: ConsoleProcess,
-                                         browser: Callable[[], Any]) -> None:
+def test_console_pages_in_a_real_browser(test_env: TestEnv, lake_env: LakeEnv, worker_factory, lander_factory,
+                                         console: ConsoleProcess, browser: Callable[[], Any]) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -143,8 +154,10 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
     def phase(name: str) -> None:
         phases[name] = round(time.monotonic() - began, 1)
 
+    lander = lander_factory("lander", wait=False)
     worker = worker_factory("console")
-    phase("worker ready")
+    lander.wait_ready()
+    phase("worker and lander ready")
     url = console.wait_url().rstrip("/")
     records, dlq_by_reason = _load()
     source, _, _ = topics(test_env)
@@ -159,6 +172,10 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
     # The console reads the counters changelog, which the worker flushes on its commit interval.
     wait_for(lambda: {f: _get_json(f"{url}/api/overview")["streams"][0]["totals"][f] for f in fields} == want,
              timeout=30, what="the console's totals to reach the worker's counters")
+    # Every forwarded record lands once; the console samples the table's metadata every few seconds.
+    wait_rows(lake_env, counted["forwarded"])
+    wait_for(lambda: (_get_json(f"{url}/api/overview")["streams"][0]["lake"] or {}).get("rows") == counted["forwarded"],
+             timeout=30, what="the console's lake freshness to show every landed row")
 
     phase("console totals")
     driver = browser()
@@ -176,6 +193,8 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
                for c in ("in_order", "gap", "duplicate", "late")}
     assert classes == {c: counted["classes"].get(c, 0) for c in classes}
     assert card.find_element(By.CSS_SELECTOR, '[data-field="lag"]').text == "0"
+    assert int(card.find_element(By.CSS_SELECTOR, '[data-field="lake_rows"]').text) == counted["forwarded"]
+    assert card.find_element(By.CSS_SELECTOR, '[data-field="lake_newest"]').text.startswith(NEWEST_TS_TEXT)
     _shot(driver, "overview")
     phase("overview")
 
@@ -188,6 +207,18 @@ def test_console_pages_in_a_real_browser(test_env: TestEnv, worker_factory, cons
     assert {r[1]: int(r[2]) for r in _table(driver, "#dlq-reasons")} == dlq_by_reason
     _shot(driver, "stream")
     phase("stream")
+
+    # -- lake: the table, its snapshots and a verify run on request
+    driver.get(url + "/lake")
+    table = driver.find_element(By.CSS_SELECTOR, f'[data-table="{lake_env.table}"]')
+    assert int(table.find_element(By.CSS_SELECTOR, '[data-field="rows"]').text) == counted["forwarded"]
+    assert table.find_elements(By.CSS_SELECTOR, "table.snapshots tbody tr")
+    table.find_element(By.CSS_SELECTOR, "a.action").click()
+    table = driver.find_element(By.CSS_SELECTOR, f'[data-table="{lake_env.table}"]')
+    assert table.find_element(By.CSS_SELECTOR, '[data-field="verify"]').text == "OK"
+    assert "missing 0" in table.find_element(By.CSS_SELECTOR, ".verify").text
+    _shot(driver, "lake")
+    phase("lake")
 
     # -- DLQ browser: hostile values are text
     driver.get(url + "/dlq?stream=sales.orders&reason=key-mismatch&limit=100")

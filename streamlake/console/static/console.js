@@ -84,6 +84,8 @@
     if (stream.lake) {
       setText(card, "lake_newest", stream.lake.newest_event_time);
       setText(card, "lake_rows", stream.lake.rows);
+      setText(card, "lake_table", stream.lake.table);
+      setText(card, "lake_commit", stream.lake.last_commit);
     }
     const r = stream.rates;
     const volume = card.querySelector('[data-chart="volume"]');
