@@ -25,6 +25,7 @@ _BROKER_DIR_KEY = pytest.StashKey[Path]()
 XDIST_GROUPS = {
     "tests/faults/test_kill9.py": "workers", "tests/faults/test_broker_faults.py": "workers",
     "tests/faults/test_startup_race.py": "workers", "tests/integration/test_scaling.py": "workers",
+    "tests/faults/test_lake_kill9.py": "workers",
     "tests/integration/test_broker_cli.py": "jvm", "tests/integration/test_replay.py": "jvm",
     "tests/integration/test_partitioner_parity.py": "jvm",
 }

@@ -25,7 +25,7 @@ from tests.lake_fixtures import lake_env, lander_factory  # noqa: F401
 
 SOAK = os.environ.get("STREAMLAKE_LAKE_SOAK", "") not in ("", "0")
 PROFILE = (dict(events=60_000, rate=1_500.0, lander_kills=9, keys=600) if SOAK
-           else dict(events=4_000, rate=250.0, lander_kills=3, keys=150))
+           else dict(events=2_500, rate=250.0, lander_kills=3, keys=150))
 MODES = ("before", "during", "after")
 
 
