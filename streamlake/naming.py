@@ -33,6 +33,7 @@ __all__ = [
     "find_metric_collisions",
     "metric_name_of",
     "lake_table_identifier",
+    "lake_identifier_warnings",
     "LAKE_IDENTIFIER_RULE",
 ]
 
@@ -311,3 +312,10 @@ def lake_table_identifier(topic: TopicName | str) -> tuple[str, ...]:
     namespace = [part.replace("-", "_") for part in name.prefix.split(".")] if name.prefix else []
     namespace.append(name.domain.replace("-", "_"))
     return (*namespace, f"{name.dataset.replace('-', '_')}_v{name.version}")
+
+
+def lake_identifier_warnings(identifier: tuple[str, ...]) -> list[str]:
+    """What makes a lake identifier awkward (not invalid) in SQL engines: a level starting with a digit."""
+    return [f"{'.'.join(identifier)}: {level!r} starts with a digit, so Trino, Spark and DuckDB need it quoted "
+            f"(\"{level}\"); a domain or prefix that starts with a letter avoids that"
+            for level in identifier if level[:1].isdigit()]

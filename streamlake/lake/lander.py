@@ -43,6 +43,7 @@ from ..kafka.landing import (
     landing_consumer,
     landing_dlq_spec,
 )
+from ..naming import lake_identifier_warnings
 from .maintenance import expire_snapshots
 from .metrics import LanderCollector, LanderCounters, serve_lander_web
 from .settings import LakeSettings
@@ -132,6 +133,8 @@ class Lander:
     async def run(self) -> None:
         catalog = await asyncio.to_thread(open_catalog, self.lake)
         for target in self.targets:
+            for warning in lake_identifier_warnings(target.identifier):
+                log.warning("%s", warning)
             table = await asyncio.to_thread(ensure_table, catalog, target)
             schema = arrow_schema_for(target.stream)
             stream = target.stream

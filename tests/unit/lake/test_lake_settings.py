@@ -64,3 +64,11 @@ def test_table_identifier_rule():
     assert lake_table_identifier("sales.orders.valid.v1") == ("sales", "orders_v1")
     assert lake_table_identifier("prod.eu.sales.order-lines.valid.v12") == ("prod", "eu", "sales", "order_lines_v12")
     assert lake_table_identifier("sales.orders.curated.v2") == ("sales", "orders_v2")
+
+
+def test_identifier_lint_warns_about_levels_that_start_with_a_digit():
+    from streamlake.naming import lake_identifier_warnings
+
+    assert lake_identifier_warnings(lake_table_identifier("sales.orders.valid.v1")) == []
+    (warning,) = lake_identifier_warnings(lake_table_identifier("eu1.9sales.orders.valid.v1"))
+    assert "'9sales' starts with a digit" in warning
