@@ -181,7 +181,8 @@ async def _quix(url: str, topic: str, lake_dir: Path, records: int, commit_inter
             "error": error, **_files(table)}
 
 
-def _commit_latency(lake_dir: Path, commits: int, rows_per_commit: int, expire_every: int | None) -> dict[str, Any]:
+def _commit_latency(lake_dir: Path, commits: int, rows_per_commit: int, expire_every: int | None,
+                    say=lambda line: None) -> dict[str, Any]:
     env = {"STREAMLAKE_TOPIC_PREFIX": f"lat{uuid.uuid4().hex[:6]}",
            "STREAMLAKE_LAKE_CATALOG_URI": f"sqlite:///{lake_dir}/catalog.db",
            "STREAMLAKE_LAKE_WAREHOUSE": f"file://{lake_dir}/warehouse"}
@@ -205,6 +206,9 @@ def _commit_latency(lake_dir: Path, commits: int, rows_per_commit: int, expire_e
                           0, rows, window)
         outcome = writer.commit({(target.topic, 0): PartitionBatch(start, start + rows_per_commit, rows)})
         latencies.append(outcome.seconds)
+        if (c + 1) % 100 == 0:
+            say(f"  {c + 1} commits: p50 of the last 100 {statistics.median(latencies[-100:]) * 1000:.0f} ms, "
+                f"load {load_average()}")
         if expire_every and (c + 1) % expire_every == 0:
             expire_tables(settings, target.name, execute=True, older_than=0, retain_last=10, lake=lake)
     head, tail = latencies[:100], latencies[-100:]
@@ -252,7 +256,7 @@ async def measure_landing(url: str, records: int, partitions: int, keys: int, co
         if commits:
             for expire_every in (None, 100):
                 say(f"commit latency over {commits} commits (expiry: {expire_every or 'none'}) ...")
-                latency.append(await asyncio.to_thread(_commit_latency, lake_dir, commits, 100, expire_every))
+                latency.append(await asyncio.to_thread(_commit_latency, lake_dir, commits, 100, expire_every, say))
     return {"workload": {"records": records, "partitions": partitions, "keys": keys,
                          "mean_value_bytes": round(workload.mean_value_bytes), "commit_interval_s": commit_interval},
             "results": results, "commit_latency": latency, "load_avg": load_average()}
