@@ -173,7 +173,8 @@ class Lander:
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         while not self.stopping.is_set():
             generation = self._generation
-            fetched = await consumer.getmany(timeout_ms=200, max_records=20_000)
+            # a bounded fetch: building rows holds the event loop, and the group's heartbeats share it
+            fetched = await consumer.getmany(timeout_ms=200, max_records=5_000)
             async with self.lock:
                 if generation == self._generation:
                     self._take(fetched)
