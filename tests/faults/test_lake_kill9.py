@@ -16,6 +16,7 @@ import os
 import random
 import time
 
+import pytest
 from streamlake.lake.query import query_lake
 from streamlake.lake.verify import verify_table
 
@@ -33,6 +34,7 @@ def _commits(lander, word: str) -> int:
     return lander.log().count(f"[DEBUG] streamlake.lander: {word} ")
 
 
+@pytest.mark.timeout(1800 if SOAK else 900)  # starts five processes and restarts several; a loaded machine is slow
 def test_kill9_landers_and_a_worker_land_every_record_exactly_once(lake_env, lander_factory, worker_factory,  # noqa: F811
                                                                     record_property):
     env = lake_env.env
