@@ -14,6 +14,7 @@ import random
 import urllib.request
 
 import orjson
+import pytest
 from streamlake.core.dlq import H
 from streamlake.lake.info import landing_lag, list_tables, newest_event_time, table_history, table_offsets
 from streamlake.lake.query import query_lake
@@ -24,6 +25,8 @@ from tests.kafka_fixtures import create_topics, produce, read_topic, wait_for
 from tests.lake_fixtures import lake_env, lander_factory, wait_rows  # noqa: F401
 
 PARTITIONS = 8
+# each test starts a lander process and runs CLI subprocesses; on a loaded machine that alone takes minutes
+pytestmark = pytest.mark.timeout(600)
 DAY_MS = 86_400_000
 BASE_MS = 1_700_000_000_000
 
