@@ -30,6 +30,7 @@ __all__ = [
     "changelog_topic_for",
     "consumer_group_for",
     "redrive_group_for",
+    "replay_group_for",
     "find_metric_collisions",
     "metric_name_of",
     "lake_table_identifier",
@@ -277,6 +278,22 @@ def redrive_group_for(redrive_id: str, app_id: str = "streamlake") -> str:
         raise TopicNameError(redrive_id, "redrive-id", "a redrive id is 1-64 characters of a-z, 0-9 and '-' "
                              "(not at the start or end), e.g. 'fix-1234'")
     group = f"{app_id}-redrive-{redrive_id}"
+    if not _KAFKA_LEGAL.fullmatch(group) or len(group) > MAX_TOPIC_LENGTH:
+        raise TopicNameError(group, "charset", "the app id makes an invalid group name; fix the app id")
+    return group
+
+
+def replay_group_for(replay_id: str, app_id: str = "streamlake") -> str:
+    """Return the consumer group that records a finished window replay: ``<app id>-replay-<id>``.
+
+    Its committed offsets on the replayed topic are the window's stop offsets,
+    written once every copy was acknowledged, so a rerun with the same id knows
+    the window was already replayed. Same id rules as :func:`redrive_group_for`.
+    """
+    if not _REDRIVE_ID.fullmatch(replay_id):
+        raise TopicNameError(replay_id, "replay-id", "a replay id is 1-64 characters of a-z, 0-9 and '-' "
+                             "(not at the start or end), e.g. 'backfill-20240501'")
+    group = f"{app_id}-replay-{replay_id}"
     if not _KAFKA_LEGAL.fullmatch(group) or len(group) > MAX_TOPIC_LENGTH:
         raise TopicNameError(group, "charset", "the app id makes an invalid group name; fix the app id")
     return group

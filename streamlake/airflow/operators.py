@@ -1,0 +1,254 @@
+"""Operators over StreamLake's library: the functions the CLI calls, one per operator.
+
+Every operator:
+* is idempotent: running it twice leaves the same state as running it once
+  (topics apply converges; a window replay, a redrive and an offset reset are
+  keyed by an id or a target, and a rerun reports that it is done);
+* returns a JSON-ready dict, which Airflow pushes to XCom as ``return_value``;
+* fails with StreamLake's own message: a refusal or bad input fails the task
+  without retries (retrying cannot help), an unreachable broker may be retried.
+Changes are dry runs by default (``dry_run=True``), as in the CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from .. import dlq_ops, replay
+from ..catalog import Catalog, TopicRole, load_catalog
+from ..config import Settings
+from ..core.thresholds import depth_by_reason, reasons_over
+from ..dlq_policy import DlqFilter, parse_time
+from ..errors import BrokerError, StreamLakeError
+from ..kafka import admin
+from ..kafka.replay_ledger import record_replay, replay_recorded
+from ..topology import discover_streams
+from .calls import json_ready, run_library
+from .hooks import StreamLakeHook
+
+__all__ = ["StreamLakeOperator", "TopicsApplyOperator", "ReplayWindowOperator", "ResetOffsetsOperator",
+           "DlqStatsOperator", "DlqRedriveOperator", "kafka_datetime", "run_scoped_id"]
+
+
+class StreamLakeOperator(BaseOperator):
+    """Base: resolves the connection into settings and turns StreamLake errors into task failures."""
+
+    ui_color = "#d6ecff"
+
+    def __init__(self, *, streamlake_conn_id: str = StreamLakeHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.streamlake_conn_id = streamlake_conn_id
+
+    def execute(self, context: Context) -> Any:
+        try:
+            settings = StreamLakeHook(self.streamlake_conn_id).get_settings()
+            result = self.run(settings, context)
+        except BrokerError as exc:
+            raise AirflowException(f"{self.task_id}: {exc}") from exc
+        except (StreamLakeError, ValueError) as exc:
+            raise AirflowFailException(f"{self.task_id}: {exc}") from exc
+        return json_ready(result)
+
+    def run(self, settings: Settings, context: Context) -> Any:
+        raise NotImplementedError
+
+
+def _is_true(flag: Any) -> bool:
+    """A flag that may arrive rendered as text from a template: only True/"true" mean yes."""
+    if isinstance(flag, str):
+        if flag.strip().lower() not in ("true", "false"):
+            raise ValueError(f"expected true or false, got {flag!r}")
+        return flag.strip().lower() == "true"
+    return bool(flag)
+
+
+def _catalog(settings: Settings) -> Catalog:
+    return load_catalog(settings, discover_streams(settings.topologies_dir))
+
+
+class TopicsApplyOperator(StreamLakeOperator):
+    """``streamlake topics plan`` (dry run, the default) or ``topics apply``: converge the broker on the catalog."""
+
+    def __init__(self, *, dry_run: bool = True, allow_partition_increase: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dry_run = dry_run
+        self.allow_partition_increase = allow_partition_increase
+
+    def run(self, settings: Settings, context: Context) -> dict[str, Any]:
+        catalog = _catalog(settings)
+        if self.dry_run:
+            plan = run_library(admin.plan_catalog, settings, catalog, self.allow_partition_increase)
+            return {"dry_run": True, "in_sync": plan.in_sync, "plan": plan.as_dict()}
+        report = run_library(admin.apply_catalog, settings, catalog, self.allow_partition_increase)
+        if report.outcome is admin.ApplyOutcome.REFUSED:
+            reasons = "; ".join(f"{c.kind.value} {c.topic}: {c.reason}" for c in report.plan.refused)
+            raise AirflowFailException(f"{self.task_id}: topics apply refused, nothing was changed: {reasons}")
+        return {"dry_run": False, **report.as_dict()}
+
+
+def kafka_datetime(value: Any) -> str:
+    """A datetime (or ISO text, as a template renders it) in Kafka's format, UTC: ``yyyy-MM-ddTHH:mm:ss.SSSZ``."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return value  # already Kafka's format, or wrong: the library's parser says which
+    if not isinstance(value, datetime):
+        raise ValueError(f"expected a datetime or ISO text, got {value!r}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    utc = value.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def run_scoped_id(context: Context, task_id: str, suffix: str = "") -> str:
+    """An id for this task in this run (a rerun gets the same id): a-z, 0-9 and '-', at most 64 characters."""
+    dag_run = context["dag_run"]
+    raw = f"{dag_run.dag_id}-{task_id}-{dag_run.run_id}{suffix}".lower()
+    text = re.sub(r"[^a-z0-9]+", "-", raw).strip("-")
+    if len(text) > 64:
+        text = f"{text[:55].rstrip('-')}-{hashlib.sha1(raw.encode()).hexdigest()[:8]}"
+    return text
+
+
+class ReplayWindowOperator(StreamLakeOperator):
+    """``streamlake replay window``: re-publish ``[start, end)`` of a topic; by default the run's data interval.
+
+    Idempotent by replay id (default: one per task and DAG run): a finished
+    replay is recorded, and running it again sends nothing and says so.
+    """
+
+    template_fields: Sequence[str] = ("topic", "start", "end", "into", "key", "replay_id", "dry_run")
+
+    def __init__(self, *, topic: str, start: Any = "{{ data_interval_start }}", end: Any = "{{ data_interval_end }}",
+                 into: str | None = None, key: str | None = None, replay_id: str | None = None,
+                 dry_run: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.topic, self.start, self.end, self.into, self.key = topic, start, end, into, key
+        self.replay_id = replay_id
+        self.dry_run = dry_run
+
+    def run(self, settings: Settings, context: Context) -> dict[str, Any]:
+        replay_id = self.replay_id or run_scoped_id(context, self.task_id)
+        plan = run_library(replay.plan_window, settings, self.topic, kafka_datetime(self.start),
+                           kafka_datetime(self.end), into=self.into, key=self.key, replay_id=replay_id)
+        if _is_true(self.dry_run):
+            return {"dry_run": True, "outcome": "planned", **plan.to_dict()}
+        if run_library(replay_recorded, settings, plan):
+            self.log.info("replay %s of %s already finished; nothing sent", replay_id, self.topic)
+            return {"dry_run": False, "outcome": "already-done", "replayed": 0, **plan.to_dict()}
+        result = run_library(replay.replay_window, settings, plan)
+        run_library(record_replay, settings, plan)
+        self.log.info("replayed %d record(s) of %s into %s (replay id %s)", result.replayed, self.topic,
+                      plan.into, replay_id)
+        return {"dry_run": False, "outcome": "replayed", **result.to_dict()}
+
+
+class ResetOffsetsOperator(StreamLakeOperator):
+    """``streamlake replay reset-offsets`` with an absolute target; refuses while the group has members.
+
+    Absolute targets only (a datetime, earliest, latest, an offset, a plan
+    file): a rerun finds the group at its targets and changes nothing. A
+    relative shift would move again on every run; export a plan and use
+    ``from_file`` instead.
+    """
+
+    template_fields: Sequence[str] = ("group", "topics", "to_datetime", "from_file")
+
+    def __init__(self, *, group: str, topics: Sequence[str] = (), all_topics: bool = False,
+                 to_datetime: Any = None, to_earliest: bool = False, to_latest: bool = False,
+                 to_offset: int | None = None, from_file: str | None = None, dry_run: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.group, self.topics, self.all_topics = group, topics, all_topics
+        self.to_datetime, self.to_earliest, self.to_latest = to_datetime, to_earliest, to_latest
+        self.to_offset, self.from_file, self.dry_run = to_offset, from_file, dry_run
+
+    def run(self, settings: Settings, context: Context) -> dict[str, Any]:
+        spec = replay.reset_spec_from_options(
+            group=self.group, to_datetime=None if self.to_datetime is None else kafka_datetime(self.to_datetime),
+            to_earliest=self.to_earliest, to_latest=self.to_latest, to_offset=self.to_offset,
+            from_file=self.from_file)
+        plan = run_library(replay.plan_offset_reset, settings, self.group, spec, tuple(self.topics), self.all_topics)
+        if self.dry_run:
+            return {**plan.to_dict(), "dry_run": True}
+        result = run_library(replay.execute_offset_reset, settings, plan)
+        return {**result.to_dict(), "dry_run": False}
+
+
+def _dlq_topic_of(settings: Settings, stream: str) -> str:
+    return _catalog(settings).for_stream(stream, TopicRole.DLQ).name
+
+
+class DlqStatsOperator(StreamLakeOperator):
+    """``streamlake dlq stats`` for one stream; fails when a reason's depth is over its threshold.
+
+    ``fail_over`` maps a reason (or ``stage/reason``, or ``*`` for the rest) to
+    the most records it may have; the stats are pushed to XCom either way.
+    """
+
+    template_fields: Sequence[str] = ("stream", "fail_over")
+
+    def __init__(self, *, stream: str, fail_over: Mapping[str, int] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stream = stream
+        self.fail_over: Any = dict(fail_over or {}) if not isinstance(fail_over, str) else fail_over
+
+    def run(self, settings: Settings, context: Context) -> dict[str, Any]:
+        stats = run_library(dlq_ops.dlq_stats, settings, self.stream)["streams"][self.stream]
+        if not isinstance(self.fail_over, Mapping):
+            raise ValueError(f"fail_over must be a mapping of reason to record count, got {self.fail_over!r}; "
+                             "render it natively (DAG(render_template_as_native_obj=True))")
+        depths = depth_by_reason(stats.get("by_reason", []), self.fail_over)
+        over = reasons_over(depths)
+        result = {**stats, "stream": self.stream, "thresholds": self.fail_over,
+                  "over": [d.as_dict() for d in over]}
+        if over:
+            listed = ", ".join(f"{d.stage}/{d.reason} {d.depth} > {d.threshold}" for d in over)
+            context["ti"].xcom_push(key="stats", value=json_ready(result))
+            raise AirflowFailException(f"{self.task_id}: DLQ of {self.stream} is over its thresholds: {listed}; "
+                                       f"inspect with `streamlake dlq inspect --topic {stats['topic']}`")
+        return result
+
+
+class DlqRedriveOperator(StreamLakeOperator):
+    """``streamlake dlq redrive``: send matching DLQ records back to their origin (dry run by default).
+
+    Resumable and exactly once per redrive id (default: one per task and DAG
+    run): a rerun continues after the last committed batch, so running the
+    task twice sends each record once.
+    """
+
+    template_fields: Sequence[str] = ("stream", "topic", "reason", "stage", "since", "until", "key", "redrive_id",
+                                      "dry_run")
+
+    def __init__(self, *, stream: str | None = None, topic: str | None = None, reason: str | None = None,
+                 stage: str | None = None, since: Any = None, until: Any = None, key: str | None = None,
+                 dry_run: bool = True, redrive_id: str | None = None, max_attempts: int | None = None,
+                 limit: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if (stream is None) == (topic is None):
+            raise ValueError("DlqRedriveOperator needs exactly one of stream= (its DLQ) or topic= (a DLQ topic)")
+        self.stream, self.topic, self.reason, self.stage = stream, topic, reason, stage
+        self.since, self.until, self.key = since, until, key
+        self.dry_run, self.redrive_id, self.max_attempts, self.limit = dry_run, redrive_id, max_attempts, limit
+
+    def run(self, settings: Settings, context: Context) -> dict[str, Any]:
+        topic = self.topic or _dlq_topic_of(settings, str(self.stream))
+        filt = DlqFilter(
+            reason=self.reason or None, stage=self.stage or None,
+            since_ms=parse_time(kafka_datetime(self.since), "since") if self.since else None,
+            until_ms=parse_time(kafka_datetime(self.until), "until") if self.until else None,
+            key=self.key.encode() if self.key else None)
+        redrive_id = self.redrive_id or run_scoped_id(context, self.task_id)
+        mode = dlq_ops.RedriveMode.DRY_RUN if _is_true(self.dry_run) else dlq_ops.RedriveMode.EXECUTE
+        report = run_library(dlq_ops.redrive_dlq, settings, topic, filt, mode=mode, redrive_id=redrive_id,
+                             max_attempts=self.max_attempts, limit=self.limit)
+        return report.to_dict()
+

@@ -1,0 +1,188 @@
+"""Triggers for the deferrable sensors: poll StreamLake's state on the triggerer's event loop.
+
+Each trigger keeps its own deadline (``timeout_at``, epoch seconds) and ends
+with exactly one event, ``{"status": "success" | "timeout" | "error", ...}``,
+so the sensor can fail cleanly with the last evidence. ``dag.test()`` runs
+triggers inline and does not enforce a deferral timeout itself; the deadline
+here makes the behaviour the same under the triggerer and under test.
+A broker that cannot be reached is retried until the deadline (and reported
+in the timeout); any other StreamLake error (bad input, unknown table) ends
+the trigger at once with its message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator, Mapping
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from ..catalog import TopicRole, load_catalog
+from ..config import Settings
+from ..core.completeness import CompletenessReport
+from ..core.thresholds import DepthCondition, depth_by_reason, depth_condition_met
+from ..errors import BrokerError, StreamLakeError
+from ..kafka.completeness import check_lake_complete
+from ..kafka.group_status import read_group_status
+from ..topology import discover_streams
+from .calls import await_library, json_ready
+from .hooks import StreamLakeHook
+
+__all__ = ["StreamLakeTrigger", "LakeCompleteTrigger", "DlqDepthTrigger", "ConsumerLagTrigger",
+           "lake_completeness", "dlq_depth", "consumer_lag"]
+
+
+class StreamLakeTrigger(BaseTrigger):
+    """Poll :meth:`check` every ``poll_interval`` seconds until it says done or the deadline passes."""
+
+    def __init__(self, *, streamlake_conn_id: str, poll_interval: float, timeout_at: float) -> None:
+        super().__init__()
+        self.streamlake_conn_id = streamlake_conn_id
+        self.poll_interval = poll_interval
+        self.timeout_at = timeout_at
+
+    def _common(self) -> dict[str, Any]:
+        return {"streamlake_conn_id": self.streamlake_conn_id, "poll_interval": self.poll_interval,
+                "timeout_at": self.timeout_at}
+
+    async def check(self, settings: Settings) -> tuple[bool, dict[str, Any], str]:
+        """Return (done, evidence, one-line summary)."""
+        raise NotImplementedError
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            settings = await StreamLakeHook(self.streamlake_conn_id).aget_settings()
+        except StreamLakeError as exc:
+            yield TriggerEvent({"status": "error", "message": str(exc)})
+            return
+        evidence: dict[str, Any] = {}
+        summary = "not checked yet"
+        while True:
+            try:
+                done, evidence, summary = await self.check(settings)
+            except BrokerError as exc:  # the broker may come back before the deadline
+                summary = str(exc)
+                done = False
+            except StreamLakeError as exc:
+                yield TriggerEvent({"status": "error", "message": str(exc)})
+                return
+            if done:
+                yield TriggerEvent({"status": "success", "message": summary, "evidence": json_ready(evidence)})
+                return
+            left = self.timeout_at - time.time()
+            if left <= 0:
+                yield TriggerEvent({"status": "timeout", "message": summary, "evidence": json_ready(evidence)})
+                return
+            self.log.info("waiting: %s", summary)
+            await asyncio.sleep(min(self.poll_interval, left))
+
+
+# -- lake completeness -------------------------------------------------------------------------------
+
+async def lake_completeness(settings: Settings, table: str, until_ms: int, grace_ms: int = 0,
+                            barrier: Mapping[int, int] | None = None) -> CompletenessReport:
+    """Judge *table* at *until_ms* (the lake names the stream and reads the landed offsets)."""
+    from ..lake.info import resolve_target, table_offsets
+
+    target = await await_library(resolve_target, settings, table)
+
+    async def landed() -> Mapping[int, int]:
+        offsets: Mapping[int, int] = await await_library(table_offsets, settings, table)
+        return offsets
+
+    return await check_lake_complete(settings, target.stream, target.name, until_ms, landed=landed,
+                                     barrier=barrier, grace_ms=grace_ms)
+
+
+class LakeCompleteTrigger(StreamLakeTrigger):
+    """Fires when the table holds every record produced to its source before ``until_ms``.
+
+    The landing barrier of the first check that found ingestion through is kept
+    for later checks, so the wait ends once landing reaches it.
+    """
+
+    def __init__(self, *, table: str, until_ms: int, grace_ms: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+        self.until_ms = until_ms
+        self.grace_ms = grace_ms
+        self._barrier: dict[int, int] | None = None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("streamlake.airflow.triggers.LakeCompleteTrigger",
+                {"table": self.table, "until_ms": self.until_ms, "grace_ms": self.grace_ms, **self._common()})
+
+    async def check(self, settings: Settings) -> tuple[bool, dict[str, Any], str]:
+        report = await lake_completeness(settings, self.table, self.until_ms, self.grace_ms, self._barrier)
+        if self._barrier is None:
+            self._barrier = report.barrier
+        return report.complete, report.as_dict(), report.describe()
+
+
+# -- DLQ depth ---------------------------------------------------------------------------------------
+
+async def dlq_depth(settings: Settings, stream: str, thresholds: Mapping[str, int],
+                    condition: DepthCondition) -> tuple[bool, dict[str, Any], str]:
+    """DLQ records per reason of *stream* against *thresholds*."""
+    from .. import dlq_ops
+
+    stats = (await await_library(dlq_ops.dlq_stats, settings, stream))["streams"][stream]
+    depths = depth_by_reason(stats.get("by_reason", []), thresholds)
+    met = depth_condition_met(depths, condition)
+    over = [d for d in depths if d.over]
+    summary = (f"DLQ of {stream}: {stats.get('records', 0)} record(s); "
+               + (", ".join(f"{d.stage}/{d.reason} {d.depth} > {d.threshold}" for d in over) or "no reason over")
+               + f" (waiting until the depth {condition.value} its thresholds)")
+    return met, {"stream": stream, "topic": stats["topic"], "records": stats.get("records", 0),
+                 "condition": condition.value, "depths": [d.as_dict() for d in depths]}, summary
+
+
+class DlqDepthTrigger(StreamLakeTrigger):
+    """Fires when a stream's DLQ depth per reason meets the condition (exceeds or within its thresholds)."""
+
+    def __init__(self, *, stream: str, thresholds: Mapping[str, int], condition: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stream = stream
+        self.thresholds = dict(thresholds)
+        self.condition = DepthCondition(condition)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("streamlake.airflow.triggers.DlqDepthTrigger",
+                {"stream": self.stream, "thresholds": self.thresholds, "condition": self.condition.value,
+                 **self._common()})
+
+    async def check(self, settings: Settings) -> tuple[bool, dict[str, Any], str]:
+        return await dlq_depth(settings, self.stream, self.thresholds, self.condition)
+
+
+# -- consumer lag ------------------------------------------------------------------------------------
+
+async def consumer_lag(settings: Settings, max_lag: int, stream: str | None) -> tuple[bool, dict[str, Any], str]:
+    """The ingestion group's lag on the streams' source and retry topics against *max_lag*."""
+    streams = discover_streams(settings.topologies_dir)
+    catalog = load_catalog(settings, streams)
+    status = await await_library(read_group_status, settings, catalog)
+    names = [s.name for s in streams] if stream is None else [stream]
+    topics = {catalog.for_stream(n, role).name for n in names for role in (TopicRole.SOURCE, TopicRole.RETRY)}
+    lag = status.total_lag(topics)
+    partitions = [p.as_dict() for p in status.lags if p.topic in topics]
+    summary = f"group {status.group} ({status.state}) has lag {lag} on {', '.join(sorted(topics))}; max {max_lag}"
+    return lag <= max_lag, {"group": status.group, "state": status.state, "lag": lag, "max_lag": max_lag,
+                            "partitions": partitions}, summary
+
+
+class ConsumerLagTrigger(StreamLakeTrigger):
+    """Fires when the ingestion group's lag is at most ``max_lag``."""
+
+    def __init__(self, *, max_lag: int, stream: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_lag = max_lag
+        self.stream = stream
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("streamlake.airflow.triggers.ConsumerLagTrigger",
+                {"max_lag": self.max_lag, "stream": self.stream, **self._common()})
+
+    async def check(self, settings: Settings) -> tuple[bool, dict[str, Any], str]:
+        return await consumer_lag(settings, self.max_lag, self.stream)
