@@ -5,9 +5,9 @@ Run it with params, e.g.
 * ``check_thresholds`` fails when a reason's DLQ depth is over ``fail_over``
   (a reason, ``stage/reason`` or ``*`` -> records); its failure is the alert
   (wire ``on_failure_callback`` or email to it).
-* ``redrive`` runs even when the check failed (the fix is deployed; now send the
-  records back): only records of ``redrive_reason``, and only with
-  ``execute``; otherwise it reports what it would send. The redrive id is the
+* ``redrive`` does not depend on the check (the fix is deployed; now send the
+  records back, whatever the depth): only records of ``redrive_reason``, only
+  with ``execute``; otherwise it reports what it would send. The redrive id is the
   run's, so running the DAG run again resumes it and sends nothing twice.
 """
 
@@ -33,10 +33,10 @@ with DAG(
     },
     tags=["streamlake"],
 ) as dag:
-    stats = DlqStatsOperator(task_id="check_thresholds", stream="{{ params.stream }}",
+    DlqStatsOperator(task_id="check_thresholds", stream="{{ params.stream }}",
                              fail_over="{{ params.fail_over }}")
 
-    @task.short_circuit(trigger_rule="all_done", ignore_downstream_trigger_rules=False)
+    @task.short_circuit
     def reason_chosen(params: dict | None = None) -> bool:
         """Skip the redrive unless a reason was named: a redrive never takes the whole DLQ by default."""
         return bool(params and params.get("redrive_reason"))
@@ -45,4 +45,4 @@ with DAG(
         task_id="redrive", stream="{{ params.stream }}", reason="{{ params.redrive_reason }}",
         dry_run="{{ not params.execute }}")
 
-    stats >> reason_chosen() >> redrive
+    reason_chosen() >> redrive

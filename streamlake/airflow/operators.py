@@ -107,10 +107,17 @@ def kafka_datetime(value: Any) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-def run_scoped_id(context: Context, task_id: str, suffix: str = "") -> str:
-    """An id for this task in this run (a rerun gets the same id): a-z, 0-9 and '-', at most 64 characters."""
+def run_scoped_id(context: Context, task_id: str) -> str:
+    """An id for this task and this run's logical date (the run id when there is none).
+
+    Rerunning the task, or the DAG for the same date, gives the same id, so the
+    library's per-id bookkeeping makes the rerun a no-op. a-z, 0-9 and '-', at
+    most 64 characters.
+    """
     dag_run = context["dag_run"]
-    raw = f"{dag_run.dag_id}-{task_id}-{dag_run.run_id}{suffix}".lower()
+    logical = getattr(dag_run, "logical_date", None)
+    when = logical.strftime("%Y%m%dt%H%M%S") if logical is not None else dag_run.run_id
+    raw = f"{dag_run.dag_id}-{task_id}-{when}".lower()
     text = re.sub(r"[^a-z0-9]+", "-", raw).strip("-")
     if len(text) > 64:
         text = f"{text[:55].rstrip('-')}-{hashlib.sha1(raw.encode()).hexdigest()[:8]}"
@@ -120,7 +127,7 @@ def run_scoped_id(context: Context, task_id: str, suffix: str = "") -> str:
 class ReplayWindowOperator(StreamLakeOperator):
     """``streamlake replay window``: re-publish ``[start, end)`` of a topic; by default the run's data interval.
 
-    Idempotent by replay id (default: one per task and DAG run): a finished
+    Idempotent by replay id (default: one per task and logical date): a finished
     replay is recorded, and running it again sends nothing and says so.
     """
 
@@ -220,8 +227,8 @@ class DlqStatsOperator(StreamLakeOperator):
 class DlqRedriveOperator(StreamLakeOperator):
     """``streamlake dlq redrive``: send matching DLQ records back to their origin (dry run by default).
 
-    Resumable and exactly once per redrive id (default: one per task and DAG
-    run): a rerun continues after the last committed batch, so running the
+    Resumable and exactly once per redrive id (default: one per task and logical
+    date): a rerun continues after the last committed batch, so running the
     task twice sends each record once.
     """
 
