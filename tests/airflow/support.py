@@ -12,7 +12,7 @@ import pytest
 
 from tests.kafka_fixtures import ROOT, TestEnv
 
-__all__ = ["DagResult", "load_dag", "run_dag", "streamlake_conn"]
+__all__ = ["DagResult", "Pipeline", "load_dag", "order", "pipeline", "run_dag", "streamlake_conn"]
 
 
 @pytest.fixture
@@ -56,3 +56,62 @@ def run_dag(dag: Any, logical_date: datetime, conf: dict[str, Any] | None = None
             XComModel.dag_id == dag.dag_id, XComModel.run_id == dr.run_id, XComModel.key == "return_value")).all()
         xcom = {row.task_id: XComModel.deserialize_value(row) for row in rows}
     return DagResult(str(dr.state), tis, xcom)
+
+
+# -- the streams' own processes, run from the worker's virtualenv ------------------------------------
+
+WORKER_PYTHON = ROOT / ".venv" / "bin" / "python"
+
+
+@dataclass
+class Pipeline:
+    """Start a worker (and, once the lake is on main, a lander) of the test's app from the worker venv."""
+
+    env: TestEnv
+    started: list[Any]
+
+    def start_worker(self, name: str = "w0", wait: bool = True) -> Any:
+        return self._start(name, ["-m", "faust", "-A", "streamlake.app", "worker", "-l", "info"], wait)
+
+    def _start(self, name: str, args: list[str], wait: bool, web: bool = True) -> Any:
+        import subprocess
+
+        from streamlake.broker import local
+        from tests.kafka_fixtures import WorkerProcess
+
+        port = local.free_port()
+        log_path = self.env.tmp / f"{name}.log"
+        environ = self.env.environ(STREAMLAKE_WEB_PORT=str(port), STREAMLAKE_DATADIR=str(self.env.tmp / f"{name}-data"))
+        web_args = ["--web-port", str(port), "--web-host", "127.0.0.1"] if web else []
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen([str(WORKER_PYTHON), *args, *web_args], cwd=ROOT, env=environ, stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        process = WorkerProcess(name, proc, log_path, port)
+        self.started.append(process)
+        if wait:
+            process.wait_ready(timeout=180)
+        return process
+
+
+@pytest.fixture
+def pipeline(streamlake_conn: TestEnv) -> Iterator[Pipeline]:
+    """Topics of the catalog created for the test's prefix; processes stopped after the test."""
+    import asyncio
+
+    from streamlake.catalog import load_catalog
+    from streamlake.kafka.admin import apply_catalog
+    from streamlake.topology import discover_streams
+
+    settings = streamlake_conn.settings()
+    asyncio.run(apply_catalog(settings, load_catalog(settings, discover_streams(settings.topologies_dir))))
+    running = Pipeline(streamlake_conn, [])
+    yield running
+    for process in running.started:
+        process.stop(timeout=30)
+
+
+def order(key: str, seq: int, ts_ms: int, amount: str = "10.00", currency: str = "EUR") -> dict[str, Any]:
+    """A valid sales.orders record, stamped *ts_ms* (record timestamp and event time)."""
+    value = {"order_id": key, "seq": seq, "customer_id": f"c-{key}", "amount": amount, "currency": currency,
+             "status": "paid", "ts": ts_ms}
+    return {"key": key.encode(), "value": json.dumps(value).encode(), "timestamp_ms": ts_ms}
