@@ -21,15 +21,33 @@ in-memory settings; it is never logged (``KafkaSecurity`` hides it from repr).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from ..config import Settings, load_settings
 
-__all__ = ["StreamLakeHook", "connection_environ"]
+if TYPE_CHECKING:
+    from ..lake.settings import LakeSettings
+
+__all__ = ["StreamLakeHook", "Deployment", "connection_environ"]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A deployment's settings and the environment they were read from (the lake reads its own from it)."""
+
+    settings: Settings
+    environ: Mapping[str, str] = field(repr=False)
+
+    def lake(self) -> LakeSettings:
+        """The lake's settings: ``[lake]`` in conf, overridden by the same environment."""
+        from ..lake.settings import load_lake_settings
+
+        return load_lake_settings(self.settings, environ=self.environ)
 
 _EXTRA_ENV = {
     "env": "STREAMLAKE_ENV",
@@ -77,28 +95,31 @@ class StreamLakeHook(BaseHook):
         super().__init__()
         self.streamlake_conn_id = streamlake_conn_id
 
-    def get_settings(self) -> Settings:
+    def get_deployment(self) -> Deployment:
         """Load StreamLake's settings with the connection's fields as overrides."""
         try:
             conn = self.get_connection(self.streamlake_conn_id)
         except AirflowNotFoundException:
             if self.streamlake_conn_id != self.default_conn_name:
                 raise
-            return load_settings()
-        return _settings_for(conn)
+            conn = None
+        return _deployment_for(conn)
 
-    async def aget_settings(self) -> Settings:
-        """:meth:`get_settings` for triggers (the connection is read without blocking the loop)."""
+    async def aget_deployment(self) -> Deployment:
+        """:meth:`get_deployment` for triggers (the connection is read without blocking the loop)."""
         try:
             conn = await self.aget_connection(self.streamlake_conn_id)
         except AirflowNotFoundException:
             if self.streamlake_conn_id != self.default_conn_name:
                 raise
-            return load_settings()
-        return _settings_for(conn)
+            conn = None
+        return _deployment_for(conn)
 
-    def get_conn(self) -> Settings:
-        return self.get_settings()
+    def get_settings(self) -> Settings:
+        return self.get_deployment().settings
+
+    def get_conn(self) -> Deployment:
+        return self.get_deployment()
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -113,8 +134,9 @@ class StreamLakeHook(BaseHook):
         }
 
 
-def _settings_for(conn: Any) -> Settings:
+def _deployment_for(conn: Any | None) -> Deployment:
     environ = dict(os.environ)
-    environ.update(connection_environ(conn.host, conn.port, conn.login, conn.password, conn.extra_dejson))
+    if conn is not None:
+        environ.update(connection_environ(conn.host, conn.port, conn.login, conn.password, conn.extra_dejson))
     home = environ.get("STREAMLAKE_HOME")
-    return load_settings(root=Path(home).resolve() if home else None, environ=environ)
+    return Deployment(load_settings(root=Path(home).resolve() if home else None, environ=environ), environ)

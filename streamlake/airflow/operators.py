@@ -30,16 +30,18 @@ from ..kafka import admin
 from ..kafka.replay_ledger import record_replay, replay_recorded
 from ..topology import discover_streams
 from .calls import json_ready, run_library
-from .hooks import StreamLakeHook
+from .hooks import Deployment, StreamLakeHook
 
 __all__ = ["StreamLakeOperator", "TopicsApplyOperator", "ReplayWindowOperator", "ResetOffsetsOperator",
-           "DlqStatsOperator", "DlqRedriveOperator", "kafka_datetime", "run_scoped_id"]
+           "DlqStatsOperator", "DlqRedriveOperator", "LakeQueryToTableOperator", "kafka_datetime",
+           "run_scoped_id"]
 
 
 class StreamLakeOperator(BaseOperator):
     """Base: resolves the connection into settings and turns StreamLake errors into task failures."""
 
     ui_color = "#d6ecff"
+    deployment: Deployment
 
     def __init__(self, *, streamlake_conn_id: str = StreamLakeHook.default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -47,8 +49,8 @@ class StreamLakeOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         try:
-            settings = StreamLakeHook(self.streamlake_conn_id).get_settings()
-            result = self.run(settings, context)
+            self.deployment = StreamLakeHook(self.streamlake_conn_id).get_deployment()
+            result = self.run(self.deployment.settings, context)
         except BrokerError as exc:
             raise AirflowException(f"{self.task_id}: {exc}") from exc
         except (StreamLakeError, ValueError) as exc:
@@ -259,3 +261,26 @@ class DlqRedriveOperator(StreamLakeOperator):
                              max_attempts=self.max_attempts, limit=self.limit)
         return report.to_dict()
 
+
+
+class LakeQueryToTableOperator(StreamLakeOperator):
+    """Run SQL over the lake (DuckDB) and replace one key's rows of a lake table with the answer.
+
+    Idempotent: the key's rows (for example one data interval) are overwritten
+    in one commit, so a rerun leaves the same table.
+    """
+
+    template_fields: Sequence[str] = ("sql", "table", "key_column", "key_value")
+    template_ext: Sequence[str] = (".sql",)
+
+    def __init__(self, *, sql: str, table: str, key_column: str, key_value: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sql, self.table, self.key_column, self.key_value = sql, table, key_column, key_value
+
+    def run(self, settings: Settings, context: Context) -> dict[str, Any]:
+        from .lake_tables import replace_rows_from_query
+
+        result = replace_rows_from_query(settings, self.deployment.lake(), self.sql, self.table, self.key_column,
+                                         str(self.key_value))
+        self.log.info("%s: %d row(s) for %s = %s", self.table, result["rows"], self.key_column, self.key_value)
+        return result

@@ -72,9 +72,9 @@ class _StreamLakeSensor(BaseSensorOperator):
     def poke(self, context: Context) -> Any:
         # one trigger for every poke of this try, so the completeness barrier stays fixed
         trigger = self._poke_trigger = self._poke_trigger or self.make_trigger(time.time())
-        settings = StreamLakeHook(self.streamlake_conn_id).get_settings()
+        deployment = StreamLakeHook(self.streamlake_conn_id).get_deployment()
         try:
-            done, evidence, summary = asyncio.run(trigger.check(settings))
+            done, evidence, summary = asyncio.run(trigger.check(deployment))
         except BrokerError as exc:
             self.log.warning("%s", exc)
             return False

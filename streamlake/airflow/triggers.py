@@ -27,7 +27,7 @@ from ..kafka.completeness import check_lake_complete
 from ..kafka.group_status import read_group_status
 from ..topology import discover_streams
 from .calls import await_library, json_ready
-from .hooks import StreamLakeHook
+from .hooks import Deployment, StreamLakeHook
 
 __all__ = ["StreamLakeTrigger", "LakeCompleteTrigger", "DlqDepthTrigger", "ConsumerLagTrigger",
            "lake_completeness", "dlq_depth", "consumer_lag"]
@@ -46,13 +46,13 @@ class StreamLakeTrigger(BaseTrigger):
         return {"streamlake_conn_id": self.streamlake_conn_id, "poll_interval": self.poll_interval,
                 "timeout_at": self.timeout_at}
 
-    async def check(self, settings: Settings) -> tuple[bool, dict[str, Any], str]:
+    async def check(self, deployment: Deployment) -> tuple[bool, dict[str, Any], str]:
         """Return (done, evidence, one-line summary)."""
         raise NotImplementedError
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
-            settings = await StreamLakeHook(self.streamlake_conn_id).aget_settings()
+            deployment = await StreamLakeHook(self.streamlake_conn_id).aget_deployment()
         except StreamLakeError as exc:
             yield TriggerEvent({"status": "error", "message": str(exc)})
             return
@@ -60,7 +60,7 @@ class StreamLakeTrigger(BaseTrigger):
         summary = "not checked yet"
         while True:
             try:
-                done, evidence, summary = await self.check(settings)
+                done, evidence, summary = await self.check(deployment)
             except BrokerError as exc:  # the broker may come back before the deadline
                 summary = str(exc)
                 done = False
@@ -80,15 +80,17 @@ class StreamLakeTrigger(BaseTrigger):
 
 # -- lake completeness -------------------------------------------------------------------------------
 
-async def lake_completeness(settings: Settings, table: str, until_ms: int, grace_ms: int = 0,
+async def lake_completeness(deployment: Deployment, table: str, until_ms: int, grace_ms: int = 0,
                             barrier: Mapping[int, int] | None = None) -> CompletenessReport:
     """Judge *table* at *until_ms* (the lake names the stream and reads the landed offsets)."""
     from ..lake.info import resolve_target, table_offsets
 
+    settings = deployment.settings
+    lake = deployment.lake()
     target = await await_library(resolve_target, settings, table)
 
     async def landed() -> Mapping[int, int]:
-        offsets: Mapping[int, int] = await await_library(table_offsets, settings, table)
+        offsets: Mapping[int, int] = await await_library(table_offsets, settings, table, lake)
         return offsets
 
     return await check_lake_complete(settings, target.stream, target.name, until_ms, landed=landed,
@@ -113,8 +115,8 @@ class LakeCompleteTrigger(StreamLakeTrigger):
         return ("streamlake.airflow.triggers.LakeCompleteTrigger",
                 {"table": self.table, "until_ms": self.until_ms, "grace_ms": self.grace_ms, **self._common()})
 
-    async def check(self, settings: Settings) -> tuple[bool, dict[str, Any], str]:
-        report = await lake_completeness(settings, self.table, self.until_ms, self.grace_ms, self._barrier)
+    async def check(self, deployment: Deployment) -> tuple[bool, dict[str, Any], str]:
+        report = await lake_completeness(deployment, self.table, self.until_ms, self.grace_ms, self._barrier)
         if self._barrier is None:
             self._barrier = report.barrier
         return report.complete, report.as_dict(), report.describe()
@@ -152,8 +154,8 @@ class DlqDepthTrigger(StreamLakeTrigger):
                 {"stream": self.stream, "thresholds": self.thresholds, "condition": self.condition.value,
                  **self._common()})
 
-    async def check(self, settings: Settings) -> tuple[bool, dict[str, Any], str]:
-        return await dlq_depth(settings, self.stream, self.thresholds, self.condition)
+    async def check(self, deployment: Deployment) -> tuple[bool, dict[str, Any], str]:
+        return await dlq_depth(deployment.settings, self.stream, self.thresholds, self.condition)
 
 
 # -- consumer lag ------------------------------------------------------------------------------------
@@ -184,5 +186,5 @@ class ConsumerLagTrigger(StreamLakeTrigger):
         return ("streamlake.airflow.triggers.ConsumerLagTrigger",
                 {"max_lag": self.max_lag, "stream": self.stream, **self._common()})
 
-    async def check(self, settings: Settings) -> tuple[bool, dict[str, Any], str]:
-        return await consumer_lag(settings, self.max_lag, self.stream)
+    async def check(self, deployment: Deployment) -> tuple[bool, dict[str, Any], str]:
+        return await consumer_lag(deployment.settings, self.max_lag, self.stream)
