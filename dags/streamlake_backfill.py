@@ -9,7 +9,7 @@ real replay it waits until the ingestion group has consumed the copies.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from airflow.sdk import DAG, Param
 
@@ -19,7 +19,7 @@ from streamlake.airflow.sensors import ConsumerLagSensor
 with DAG(
     dag_id="streamlake_backfill",
     schedule=None,
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     render_template_as_native_obj=True,
     params={

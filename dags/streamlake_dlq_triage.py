@@ -13,7 +13,7 @@ Run it with params, e.g.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from airflow.sdk import DAG, Param, task
 
@@ -22,7 +22,7 @@ from streamlake.airflow.operators import DlqRedriveOperator, DlqStatsOperator
 with DAG(
     dag_id="streamlake_dlq_triage",
     schedule="@hourly",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     render_template_as_native_obj=True,
     params={

@@ -13,7 +13,7 @@ The schedule is a one-day ``timedelta``: a scheduled run covers one calendar day
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
@@ -36,7 +36,7 @@ ORDER BY currency
 with DAG(
     dag_id="streamlake_lake_daily",
     schedule=timedelta(days=1),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     params={
         "table": Param("sales.orders_v1", type="string", description="the lake table (its identifier)"),

@@ -7,15 +7,17 @@ Every operator:
 * returns a JSON-ready dict, which Airflow pushes to XCom as ``return_value``;
 * fails with StreamLake's own message: a refusal or bad input fails the task
   without retries (retrying cannot help), an unreachable broker may be retried.
-Changes are dry runs by default (``dry_run=True``), as in the CLI.
+Changes are dry runs by default (``dry_run=True``), as in the CLI; the flag is
+kept as ``is_dry_run`` (``BaseOperator.dry_run`` is a method) and may be templated.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -79,12 +81,12 @@ class TopicsApplyOperator(StreamLakeOperator):
 
     def __init__(self, *, dry_run: bool = True, allow_partition_increase: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.dry_run = dry_run
+        self.is_dry_run = dry_run
         self.allow_partition_increase = allow_partition_increase
 
     def run(self, settings: Settings, context: Context) -> dict[str, Any]:
         catalog = _catalog(settings)
-        if self.dry_run:
+        if _is_true(self.is_dry_run):
             plan = run_library(admin.plan_catalog, settings, catalog, self.allow_partition_increase)
             return {"dry_run": True, "in_sync": plan.in_sync, "plan": plan.as_dict()}
         report = run_library(admin.apply_catalog, settings, catalog, self.allow_partition_increase)
@@ -104,8 +106,8 @@ def kafka_datetime(value: Any) -> str:
     if not isinstance(value, datetime):
         raise ValueError(f"expected a datetime or ISO text, got {value!r}")
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    utc = value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    utc = value.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
@@ -133,7 +135,7 @@ class ReplayWindowOperator(StreamLakeOperator):
     replay is recorded, and running it again sends nothing and says so.
     """
 
-    template_fields: Sequence[str] = ("topic", "start", "end", "into", "key", "replay_id", "dry_run")
+    template_fields: Sequence[str] = ("topic", "start", "end", "into", "key", "replay_id", "is_dry_run")
 
     def __init__(self, *, topic: str, start: Any = "{{ data_interval_start }}", end: Any = "{{ data_interval_end }}",
                  into: str | None = None, key: str | None = None, replay_id: str | None = None,
@@ -141,13 +143,13 @@ class ReplayWindowOperator(StreamLakeOperator):
         super().__init__(**kwargs)
         self.topic, self.start, self.end, self.into, self.key = topic, start, end, into, key
         self.replay_id = replay_id
-        self.dry_run = dry_run
+        self.is_dry_run = dry_run
 
     def run(self, settings: Settings, context: Context) -> dict[str, Any]:
         replay_id = self.replay_id or run_scoped_id(context, self.task_id)
         plan = run_library(replay.plan_window, settings, self.topic, kafka_datetime(self.start),
                            kafka_datetime(self.end), into=self.into, key=self.key, replay_id=replay_id)
-        if _is_true(self.dry_run):
+        if _is_true(self.is_dry_run):
             return {"dry_run": True, "outcome": "planned", **plan.to_dict()}
         if run_library(replay_recorded, settings, plan):
             self.log.info("replay %s of %s already finished; nothing sent", replay_id, self.topic)
@@ -177,7 +179,7 @@ class ResetOffsetsOperator(StreamLakeOperator):
         super().__init__(**kwargs)
         self.group, self.topics, self.all_topics = group, topics, all_topics
         self.to_datetime, self.to_earliest, self.to_latest = to_datetime, to_earliest, to_latest
-        self.to_offset, self.from_file, self.dry_run = to_offset, from_file, dry_run
+        self.to_offset, self.from_file, self.is_dry_run = to_offset, from_file, dry_run
 
     def run(self, settings: Settings, context: Context) -> dict[str, Any]:
         spec = replay.reset_spec_from_options(
@@ -185,7 +187,7 @@ class ResetOffsetsOperator(StreamLakeOperator):
             to_earliest=self.to_earliest, to_latest=self.to_latest, to_offset=self.to_offset,
             from_file=self.from_file)
         plan = run_library(replay.plan_offset_reset, settings, self.group, spec, tuple(self.topics), self.all_topics)
-        if self.dry_run:
+        if _is_true(self.is_dry_run):
             return {**plan.to_dict(), "dry_run": True}
         result = run_library(replay.execute_offset_reset, settings, plan)
         return {**result.to_dict(), "dry_run": False}
@@ -235,7 +237,7 @@ class DlqRedriveOperator(StreamLakeOperator):
     """
 
     template_fields: Sequence[str] = ("stream", "topic", "reason", "stage", "since", "until", "key", "redrive_id",
-                                      "dry_run")
+                                      "is_dry_run")
 
     def __init__(self, *, stream: str | None = None, topic: str | None = None, reason: str | None = None,
                  stage: str | None = None, since: Any = None, until: Any = None, key: str | None = None,
@@ -246,7 +248,7 @@ class DlqRedriveOperator(StreamLakeOperator):
             raise ValueError("DlqRedriveOperator needs exactly one of stream= (its DLQ) or topic= (a DLQ topic)")
         self.stream, self.topic, self.reason, self.stage = stream, topic, reason, stage
         self.since, self.until, self.key = since, until, key
-        self.dry_run, self.redrive_id, self.max_attempts, self.limit = dry_run, redrive_id, max_attempts, limit
+        self.is_dry_run, self.redrive_id, self.max_attempts, self.limit = dry_run, redrive_id, max_attempts, limit
 
     def run(self, settings: Settings, context: Context) -> dict[str, Any]:
         topic = self.topic or _dlq_topic_of(settings, str(self.stream))
@@ -256,7 +258,7 @@ class DlqRedriveOperator(StreamLakeOperator):
             until_ms=parse_time(kafka_datetime(self.until), "until") if self.until else None,
             key=self.key.encode() if self.key else None)
         redrive_id = self.redrive_id or run_scoped_id(context, self.task_id)
-        mode = dlq_ops.RedriveMode.DRY_RUN if _is_true(self.dry_run) else dlq_ops.RedriveMode.EXECUTE
+        mode = dlq_ops.RedriveMode.DRY_RUN if _is_true(self.is_dry_run) else dlq_ops.RedriveMode.EXECUTE
         report = run_library(dlq_ops.redrive_dlq, settings, topic, filt, mode=mode, redrive_id=redrive_id,
                              max_attempts=self.max_attempts, limit=self.limit)
         return report.to_dict()

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -83,18 +84,28 @@ class StreamLakeTrigger(BaseTrigger):
 async def lake_completeness(deployment: Deployment, table: str, until_ms: int, grace_ms: int = 0,
                             barrier: Mapping[int, int] | None = None) -> CompletenessReport:
     """Judge *table* at *until_ms* (the lake names the stream and reads the landed offsets)."""
-    from ..lake.info import resolve_target, table_offsets
+    from ..lake.info import resolve_target
 
     settings = deployment.settings
     lake = deployment.lake()
     target = await await_library(resolve_target, settings, table)
 
     async def landed() -> Mapping[int, int]:
-        offsets: Mapping[int, int] = await await_library(table_offsets, settings, table, lake)
+        offsets: Mapping[int, int] = await await_library(_landed_offsets, settings, lake, target)
         return offsets
 
     return await check_lake_complete(settings, target.stream, target.name, until_ms, landed=landed,
                                      barrier=barrier, grace_ms=grace_ms)
+
+
+def _landed_offsets(settings: Settings, lake: Any, target: Any) -> Mapping[int, int]:
+    """The table's landed offsets; none while no lander has created the table yet (that is waiting, not an error)."""
+    from ..lake.info import LakeSession, table_offsets
+
+    with LakeSession(settings, lake) as session:
+        if not session.catalog.table_exists(target.identifier):
+            return {}
+    return table_offsets(settings, target.name, lake)
 
 
 class LakeCompleteTrigger(StreamLakeTrigger):

@@ -27,8 +27,9 @@ catches up. Pure: no Kafka, no lake imports.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["Phase", "HopPartition", "Hop", "CompletenessReport", "source_bounds", "judge_hop",
            "judge_completeness"]

@@ -9,8 +9,9 @@ retained in the DLQ topic (a redrive does not remove records; retention does).
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 __all__ = ["DepthCondition", "ReasonDepth", "depth_by_reason", "reasons_over", "depth_condition_met"]
 

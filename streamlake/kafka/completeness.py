@@ -11,7 +11,7 @@ not depend on the lake.
 from __future__ import annotations
 
 import time
-from typing import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from ..config import Settings
 from ..core.completeness import CompletenessReport, judge_completeness, judge_hop, source_bounds

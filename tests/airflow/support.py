@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -19,8 +20,15 @@ __all__ = ["DagResult", "Pipeline", "load_dag", "order", "pipeline", "run_dag", 
 def streamlake_conn(test_env: TestEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestEnv]:
     """The ``streamlake_default`` connection, pointing at the test broker with the test's prefix and app id."""
     host, port = test_env.broker.bootstrap.rsplit(":", 1)
-    extra = {"env": "test", "home": str(ROOT), "topic_prefix": test_env.prefix, "app_id": test_env.app_id}
-    extra.update({k: v for k, v in test_env.extra.items() if k in ("lake_catalog_uri", "lake_warehouse")})
+    lake_dir = test_env.tmp / "lake"
+    lake_dir.mkdir(exist_ok=True)
+    # the lake of the test's own; landers (started with test_env.environ()) see the same
+    test_env.extra.update(STREAMLAKE_LAKE_CATALOG_URI=f"sqlite:///{lake_dir}/catalog.db",
+                          STREAMLAKE_LAKE_WAREHOUSE=f"file://{lake_dir}/warehouse",
+                          STREAMLAKE_LAKE_COMMIT_INTERVAL="0.5")
+    extra = {"env": "test", "home": str(ROOT), "topic_prefix": test_env.prefix, "app_id": test_env.app_id,
+             "lake_catalog_uri": test_env.extra["STREAMLAKE_LAKE_CATALOG_URI"],
+             "lake_warehouse": test_env.extra["STREAMLAKE_LAKE_WAREHOUSE"]}
     monkeypatch.setenv("AIRFLOW_CONN_STREAMLAKE_DEFAULT", json.dumps(
         {"conn_type": "streamlake", "host": host, "port": int(port), "extra": extra}))
     yield test_env
@@ -65,7 +73,7 @@ WORKER_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 @dataclass
 class Pipeline:
-    """Start a worker (and, once the lake is on main, a lander) of the test's app from the worker venv."""
+    """Start workers and landers of the test's app, from the worker's virtualenv."""
 
     env: TestEnv
     started: list[Any]
@@ -73,7 +81,10 @@ class Pipeline:
     def start_worker(self, name: str = "w0", wait: bool = True) -> Any:
         return self._start(name, ["-m", "faust", "-A", "streamlake.app", "worker", "-l", "info"], wait)
 
-    def _start(self, name: str, args: list[str], wait: bool, web: bool = True) -> Any:
+    def start_lander(self, name: str = "lander0", wait: bool = True) -> Any:
+        return self._start(name, ["-m", "streamlake", "land", "-l", "info"], wait, web_host=False)
+
+    def _start(self, name: str, args: list[str], wait: bool, web_host: bool = True) -> Any:
         import subprocess
 
         from streamlake.broker import local
@@ -82,7 +93,7 @@ class Pipeline:
         port = local.free_port()
         log_path = self.env.tmp / f"{name}.log"
         environ = self.env.environ(STREAMLAKE_WEB_PORT=str(port), STREAMLAKE_DATADIR=str(self.env.tmp / f"{name}-data"))
-        web_args = ["--web-port", str(port), "--web-host", "127.0.0.1"] if web else []
+        web_args = ["--web-port", str(port)] + (["--web-host", "127.0.0.1"] if web_host else [])
         with open(log_path, "ab") as log:
             proc = subprocess.Popen([str(WORKER_PYTHON), *args, *web_args], cwd=ROOT, env=environ, stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)

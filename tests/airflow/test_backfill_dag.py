@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tests.airflow.support import load_dag, order, run_dag
 from tests.kafka_fixtures import produce, read_topic
@@ -13,7 +13,7 @@ PARTITIONS = 4
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
 
 
 def test_backfill_replays_the_window_and_a_rerun_of_the_same_date_sends_nothing(pipeline):
@@ -27,7 +27,7 @@ def test_backfill_replays_the_window_and_a_rerun_of_the_same_date_sends_nothing(
 
     dag = load_dag("streamlake_backfill")
     conf = {"topic": raw, "start": _iso(base), "end": _iso(base + 30_000), "execute": True, "stream": "sales.orders"}
-    day = datetime(2026, 3, 2, tzinfo=timezone.utc)
+    day = datetime(2026, 3, 2, tzinfo=UTC)
     first = run_dag(dag, day, conf)
     assert first.state == "success", first.tasks
     assert first.xcom["replay_window"]["outcome"] == "replayed"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from streamlake.catalog import load_catalog
 from streamlake.core.dlq import Reason
@@ -14,7 +14,7 @@ from tests.airflow.support import load_dag, run_dag
 from tests.integration.test_dlq_commands import _produce, dead
 from tests.kafka_fixtures import TestEnv, read_topic
 
-DAY = datetime(2026, 3, 1, tzinfo=timezone.utc)
+DAY = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def _load_dlq(env: TestEnv) -> tuple[str, str]:

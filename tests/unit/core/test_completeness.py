@@ -7,7 +7,8 @@ from streamlake.core.completeness import Phase, judge_completeness, judge_hop, s
 
 def test_bounds_wait_for_the_clock_only_when_a_partition_has_no_record_at_or_after_until():
     assert source_bounds(1_000, now_ms=999, grace_ms=0, time_index={0: 5}, latest={0: 9}) is None
-    assert source_bounds(1_000, now_ms=1_000, grace_ms=0, time_index={0: 5, 1: None}, latest={0: 9, 1: 7}) == {0: 5, 1: 7}
+    bounds = source_bounds(1_000, now_ms=1_000, grace_ms=0, time_index={0: 5, 1: None}, latest={0: 9, 1: 7})
+    assert bounds == {0: 5, 1: 7}
     assert source_bounds(1_000, now_ms=1_500, grace_ms=1_000, time_index={0: 5}, latest={0: 9}) is None
 
 
