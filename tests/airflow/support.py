@@ -44,6 +44,15 @@ def load_dag(dag_id: str) -> Any:
     return module.dag
 
 
+def _serialize(dag: Any) -> None:
+    """Write *dag* to the metadata DB, as the DAG processor would: ``dag.test()`` needs it there."""
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"), collect_dags=False)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+
+
 @dataclass
 class DagResult:
     state: str
@@ -57,6 +66,7 @@ def run_dag(dag: Any, logical_date: datetime, conf: dict[str, Any] | None = None
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    _serialize(dag)
     dr = dag.test(logical_date=logical_date, run_conf=conf)
     with create_session() as session:
         tis = {ti.task_id: str(ti.state) for ti in dr.get_task_instances(session=session)}
