@@ -35,7 +35,8 @@ from .calls import json_ready, run_library
 from .hooks import Deployment, StreamLakeHook
 
 __all__ = ["StreamLakeOperator", "TopicsApplyOperator", "ReplayWindowOperator", "ResetOffsetsOperator",
-           "DlqStatsOperator", "DlqRedriveOperator", "LakeQueryToTableOperator", "kafka_datetime",
+           "DlqStatsOperator", "DlqRedriveOperator", "LakeQueryToTableOperator", "LakeCompactOperator",
+           "LakeExpireOperator", "kafka_datetime",
            "run_scoped_id"]
 
 
@@ -286,3 +287,45 @@ class LakeQueryToTableOperator(StreamLakeOperator):
                                          str(self.key_value))
         self.log.info("%s: %d row(s) for %s = %s", self.table, result["rows"], self.key_column, self.key_value)
         return result
+
+
+class LakeCompactOperator(StreamLakeOperator):
+    """``streamlake lake compact [TABLE]``: rewrite day partitions of many files (dry run by default).
+
+    Idempotent (the lake's own rule): rows and landed offsets are unchanged, and a
+    second run finds nothing to rewrite.
+    """
+
+    template_fields: Sequence[str] = ("table", "is_dry_run", "min_files")
+
+    def __init__(self, *, table: str | None = None, dry_run: bool = True, min_files: Any = 4, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table, self.is_dry_run, self.min_files = table, dry_run, min_files
+
+    def run(self, settings: Settings, context: Context) -> dict[str, Any]:
+        from ..lake.maintenance import compact_tables
+
+        execute = not _is_true(self.is_dry_run)
+        plans = compact_tables(settings, self.table or None, execute=execute, min_files=int(self.min_files),
+                               lake=self.deployment.lake())
+        return {"dry_run": not execute, "tables": [p.as_dict() for p in plans]}
+
+
+class LakeExpireOperator(StreamLakeOperator):
+    """``streamlake lake expire [TABLE]``: expire old snapshots and remove orphan files (dry run by default)."""
+
+    template_fields: Sequence[str] = ("table", "is_dry_run")
+
+    def __init__(self, *, table: str | None = None, dry_run: bool = True, older_than: float | None = None,
+                 retain_last: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table, self.is_dry_run = table, dry_run
+        self.older_than, self.retain_last = older_than, retain_last
+
+    def run(self, settings: Settings, context: Context) -> dict[str, Any]:
+        from ..lake.maintenance import expire_tables
+
+        execute = not _is_true(self.is_dry_run)
+        plans = expire_tables(settings, self.table or None, execute=execute, older_than=self.older_than,
+                              retain_last=self.retain_last, lake=self.deployment.lake())
+        return {"dry_run": not execute, "tables": [p.as_dict() for p in plans]}

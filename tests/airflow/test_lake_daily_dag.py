@@ -4,7 +4,8 @@ One pipeline (a worker and, later, a lander of the test's own app and lake) show
 1. blocking: with ingestion through but no lander, the check says ``landing``, records pending;
 2. a clean timeout: the DAG's sensor fails with the evidence once its deadline passes;
 3. success: a lander catches up and the same DAG run completes, the summary lands in the lake;
-4. idempotence: running the DAG for the same date again leaves the same summary.
+4. idempotence: running the DAG for the same date again leaves the same summary;
+5. streamlake_lake_maintenance on that table: compaction keeps the rows, a second run has nothing to do.
 """
 
 from __future__ import annotations
@@ -88,3 +89,16 @@ def test_completeness_blocks_times_out_then_succeeds_and_the_daily_summary_is_id
     expected = {c: [i for i in range(IN_DAY) if ("EUR", "USD", "GBP")[i % 3] == c] for c in ("EUR", "GBP", "USD")}
     assert [(r["currency"], r["orders"]) for r in rows] == [(c, len(ids)) for c, ids in sorted(expected.items())]
     assert [float(r["amount"]) for r in rows] == [sum(i + 1.5 for i in ids) for _, ids in sorted(expected.items())]
+
+    # 5. nightly maintenance: compact (rows unchanged), expire; the second night finds nothing to do
+    maintenance = load_dag("streamlake_lake_maintenance")
+    conf = {"table": table, "min_files": 2}
+    night = run_dag(maintenance, until, conf)
+    assert night.state == "success", night.tasks
+    (compacted,) = night.xcom["compact"]["tables"]
+    assert compacted["rows_before"] == compacted["rows_after"] == IN_DAY + AFTER
+    assert any(r["done"] for r in compacted["rewrites"]), compacted
+    next_night = run_dag(maintenance, until, conf)
+    (again_compacted,) = next_night.xcom["compact"]["tables"]
+    assert not any(r["done"] for r in again_compacted["rewrites"])
+    assert next_night.xcom["expire"]["tables"][0]["snapshots_expired"] == 0
