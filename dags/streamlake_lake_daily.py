@@ -7,7 +7,7 @@
   lake and writes them to ``sales.orders_v1_daily``, replacing that interval's rows, so
   a rerun leaves the same table.
 
-The schedule is a one-day ``timedelta``: a scheduled run covers one calendar day (UTC);
+The schedule is a one-day data interval: a scheduled run covers one calendar day (UTC);
 ``dags test streamlake_lake_daily <D>`` covers the 24 hours before ``D``.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, DeltaDataIntervalTimetable, Param
 
 from streamlake.airflow.operators import LakeQueryToTableOperator
 from streamlake.airflow.sensors import LakeCompleteSensor
@@ -35,7 +35,7 @@ ORDER BY currency
 
 with DAG(
     dag_id="streamlake_lake_daily",
-    schedule=timedelta(days=1),
+    schedule=DeltaDataIntervalTimetable(timedelta(days=1)),  # runs with a [start, end) interval
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     params={

@@ -13,7 +13,7 @@ import pytest
 
 from tests.kafka_fixtures import ROOT, TestEnv
 
-__all__ = ["DagResult", "Pipeline", "load_dag", "order", "pipeline", "run_dag", "streamlake_conn"]
+__all__ = ["DagResult", "Pipeline", "load_dag", "order", "pipeline", "run_dag", "source_partitions", "streamlake_conn"]
 
 
 @pytest.fixture
@@ -136,3 +136,12 @@ def order(key: str, seq: int, ts_ms: int, amount: str = "10.00", currency: str =
     value = {"order_id": key, "seq": seq, "customer_id": f"c-{key}", "amount": amount, "currency": currency,
              "status": "paid", "ts": ts_ms}
     return {"key": key.encode(), "value": json.dumps(value).encode(), "timestamp_ms": ts_ms}
+
+
+def source_partitions(env: TestEnv, stream: str = "sales.orders") -> int:
+    """The catalog's partition count of *stream*'s source topic (producers must key into it)."""
+    from streamlake.catalog import TopicRole, load_catalog
+    from streamlake.topology import discover_streams
+
+    settings = env.settings()
+    return load_catalog(settings, discover_streams(settings.topologies_dir)).for_stream(stream, TopicRole.SOURCE).partitions

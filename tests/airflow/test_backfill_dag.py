@@ -6,10 +6,8 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
-from tests.airflow.support import load_dag, order, run_dag
+from tests.airflow.support import load_dag, order, run_dag, source_partitions
 from tests.kafka_fixtures import produce, read_topic
-
-PARTITIONS = 4
 
 
 def _iso(ms: int) -> str:
@@ -23,7 +21,7 @@ def test_backfill_replays_the_window_and_a_rerun_of_the_same_date_sends_nothing(
     base = int(time.time() * 1000) - 2 * 3600_000
     inside = [order(f"k{i}", 1, base + 1_000 + i) for i in range(6)]
     after = [order(f"k{i}", 2, base + 60_000 + i) for i in range(3)]  # after the window's end
-    asyncio.run(produce(env.broker.bootstrap, raw, inside + after, partitions=PARTITIONS))
+    asyncio.run(produce(env.broker.bootstrap, raw, inside + after, partitions=source_partitions(env)))
 
     dag = load_dag("streamlake_backfill")
     conf = {"topic": raw, "start": _iso(base), "end": _iso(base + 30_000), "execute": True, "stream": "sales.orders"}

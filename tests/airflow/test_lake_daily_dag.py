@@ -17,10 +17,9 @@ from datetime import UTC, datetime
 from streamlake.airflow.hooks import StreamLakeHook
 from streamlake.airflow.triggers import LakeCompleteTrigger, lake_completeness
 from streamlake.core.completeness import Phase
-from tests.airflow.support import load_dag, order, run_dag
+from tests.airflow.support import load_dag, order, run_dag, source_partitions
 from tests.kafka_fixtures import produce, wait_for
 
-PARTITIONS = 4
 IN_DAY = 24      # records stamped inside the interval
 AFTER = 5        # records stamped after its end
 
@@ -31,7 +30,7 @@ def _load(env, base_ms: int) -> None:
     inside = [order(f"o{i}", 1, base_ms + i * 10, amount=f"{i + 1}.50", currency=currencies[i % 3])
               for i in range(IN_DAY)]
     later = [order(f"o{i}", 2, base_ms + 3_600_000 + i, currency="EUR") for i in range(AFTER)]
-    asyncio.run(produce(env.broker.bootstrap, raw, inside + later, partitions=PARTITIONS))
+    asyncio.run(produce(env.broker.bootstrap, raw, inside + later, partitions=source_partitions(env)))
 
 
 def test_completeness_blocks_times_out_then_succeeds_and_the_daily_summary_is_idempotent(pipeline):
@@ -90,13 +89,23 @@ def test_completeness_blocks_times_out_then_succeeds_and_the_daily_summary_is_id
     assert [(r["currency"], r["orders"]) for r in rows] == [(c, len(ids)) for c, ids in sorted(expected.items())]
     assert [float(r["amount"]) for r in rows] == [sum(i + 1.5 for i in ids) for _, ids in sorted(expected.items())]
 
-    # 5. nightly maintenance: compact (rows unchanged), expire; the second night finds nothing to do
+    # 5. nightly maintenance: compact (rows unchanged), expire; the second night finds nothing to do.
+    # Two more small loads after the first make three commits, so three files for the day.
+    from streamlake.lake.info import row_count
+    rows = IN_DAY + AFTER
+    for batch in range(2):
+        rows += 3
+        more = [order(f"m{batch}-{i}", 1, base + 5_000 + i) for i in range(3)]
+        asyncio.run(produce(env.broker.bootstrap, f"{env.prefix}.sales.orders.raw.v1", more,
+                            partitions=source_partitions(env)))
+        wait_for(lambda n=rows: row_count(deployment.settings, table, deployment.lake()) == n, timeout=120,
+                 interval=0.5, what=f"{rows} rows in the table")
     maintenance = load_dag("streamlake_lake_maintenance")
     conf = {"table": table, "min_files": 2}
     night = run_dag(maintenance, until, conf)
     assert night.state == "success", night.tasks
     (compacted,) = night.xcom["compact"]["tables"]
-    assert compacted["rows_before"] == compacted["rows_after"] == IN_DAY + AFTER
+    assert compacted["rows_before"] == compacted["rows_after"] == rows
     assert any(r["done"] for r in compacted["rewrites"]), compacted
     next_night = run_dag(maintenance, until, conf)
     (again_compacted,) = next_night.xcom["compact"]["tables"]
