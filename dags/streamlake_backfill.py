@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from airflow.sdk import DAG, Param
-
 from streamlake.airflow.operators import ReplayWindowOperator
 from streamlake.airflow.sensors import ConsumerLagSensor
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from airflow.sdk import DAG, Param, task
-
 from streamlake.airflow.operators import DlqRedriveOperator, DlqStatsOperator
 
 with DAG(

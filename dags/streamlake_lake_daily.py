@@ -16,7 +16,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, DeltaDataIntervalTimetable, Param
-
 from streamlake.airflow.operators import LakeQueryToTableOperator
 from streamlake.airflow.sensors import LakeCompleteSensor
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from airflow.sdk import DAG, Param
-
 from streamlake.airflow.operators import LakeCompactOperator, LakeExpireOperator
 
 with DAG(

@@ -10,6 +10,7 @@ in one commit, and running it again leaves the same table. A table this creates 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..config import Settings
@@ -23,11 +24,12 @@ def replace_rows_from_query(settings: Settings, lake: Any, sql: str, table: str,
     """Run *sql* over the lake and make its rows the rows of ``key_column = key_value`` in *table*."""
     import duckdb
     from pyiceberg.exceptions import NoSuchTableError
-    from pyiceberg.expressions import EqualTo
 
     from ..lake.query import lake_connection
     from ..lake.tables import open_catalog
 
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_column):
+        raise StreamLakeError(f"key column {key_column!r} must be a plain column name (letters, digits, _)")
     identifier = tuple(table.split("."))
     if len(identifier) < 2 or not all(identifier):
         raise StreamLakeError(f"table {table!r} must be <namespace>.<name>, e.g. sales.orders_v1_daily")
@@ -52,7 +54,8 @@ def replace_rows_from_query(settings: Settings, lake: Any, sql: str, table: str,
         target = catalog.create_table(identifier, schema=answer.schema,
                                       properties={"commit.retry.num-retries": "0"})
         created = True
-    target.overwrite(answer, overwrite_filter=EqualTo(key_column, key_value))
+    quoted = key_value.replace("'", "''")
+    target.overwrite(answer, overwrite_filter=f"{key_column} = '{quoted}'")
     return {"table": table, "created": created, "key_column": key_column, "key_value": key_value,
             "rows": answer.num_rows, "snapshot_id": target.current_snapshot().snapshot_id
             if target.current_snapshot() else None}

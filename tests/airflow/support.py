@@ -98,6 +98,7 @@ class Pipeline:
         import subprocess
 
         from streamlake.broker import local
+
         from tests.kafka_fixtures import WorkerProcess
 
         port = local.free_port()

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer
 from airflow.sdk import DAG
-
 from streamlake.airflow.operators import ResetOffsetsOperator, TopicsApplyOperator
+
 from tests.airflow.support import run_dag
 from tests.kafka_fixtures import wait_for
 

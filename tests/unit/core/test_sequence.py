@@ -1,5 +1,4 @@
 import pytest
-
 from streamlake.core.sequence import (
     KeyState,
     SequenceClass,
