@@ -56,6 +56,6 @@ def replace_rows_from_query(settings: Settings, lake: Any, sql: str, table: str,
         created = True
     quoted = key_value.replace("'", "''")
     target.overwrite(answer, overwrite_filter=f"{key_column} = '{quoted}'")
+    snapshot = target.current_snapshot()
     return {"table": table, "created": created, "key_column": key_column, "key_value": key_value,
-            "rows": answer.num_rows, "snapshot_id": target.current_snapshot().snapshot_id
-            if target.current_snapshot() else None}
+            "rows": answer.num_rows, "snapshot_id": snapshot.snapshot_id if snapshot is not None else None}
