@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import contextvars
 import enum
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -43,7 +45,7 @@ from .topology import discover_streams
 
 __all__ = [
     "dlq_stats", "inspect_dlq", "export_dlq", "redrive_dlq", "RedriveReport", "RedriveMode",
-    "read_dlq", "new_redrive_id", "RedriveFault",
+    "read_dlq", "new_redrive_id", "RedriveFault", "crash_redrive_after",
 ]
 
 Progress = Callable[[int], None]  # called with the number of DLQ records just scanned
@@ -291,16 +293,16 @@ def export_dlq(settings: Settings, topic: str, filt: DlqFilter, out: IO[bytes],
 def redrive_dlq(settings: Settings, topic: str, filt: DlqFilter, *, mode: RedriveMode = RedriveMode.DRY_RUN,
                 redrive_id: str | None = None, max_attempts: int | None = None, limit: int | None = None,
                 progress: Progress | None = None, on_total: Callable[[int], None] | None = None,
-                batch_size: int = 500, fault_after: int | None = None) -> RedriveReport:
+                batch_size: int = 500) -> RedriveReport:
     """Send matching DLQ records back to their origin topic and partition, or plan it (dry run).
 
     Resumable: the position per DLQ partition is committed to the consumer
     group :func:`~streamlake.naming.redrive_group_for` (*redrive_id*) in the
     same Kafka transaction as the sends, so a rerun with the same id starts
     exactly after the last committed batch and nothing is sent twice.
-    *limit* stops after that many sends (a clean checkpoint). *fault_after*
-    raises after that many sends inside an open transaction (tests use it to
-    simulate a crash). A dry run reads from the same checkpoint, commits nothing.
+    *limit* stops after that many sends (a clean checkpoint). A dry run reads
+    from the same checkpoint, commits nothing. (Tests simulate a crash inside
+    an open transaction with :func:`crash_redrive_after`.)
     """
     _check_dlq_topic(topic)
     cap = settings.dlq_retry_attempts if max_attempts is None else max_attempts
@@ -314,12 +316,26 @@ def redrive_dlq(settings: Settings, topic: str, filt: DlqFilter, *, mode: Redriv
     except TopicNameError as exc:
         raise DlqError(f"--redrive-id {rid!r}: {exc.why}") from None
     report = RedriveReport(rid, mode, topic, group)
-    _run(_redrive(settings, filt, report, cap, limit, progress, on_total, batch_size, fault_after))
+    _run(_redrive(settings, filt, report, cap, limit, progress, on_total, batch_size, _crash_after.get()))
     return report
 
 
 class RedriveFault(DlqError):
-    """Raised by the *fault_after* hook: a simulated crash in the middle of a batch."""
+    """Raised by :func:`crash_redrive_after`'s hook: a simulated crash in the middle of a batch."""
+
+
+#: Test hook: raise after this many sends, inside an open transaction (never set in production).
+_crash_after: contextvars.ContextVar[int | None] = contextvars.ContextVar("redrive_crash_after", default=None)
+
+
+@contextlib.contextmanager
+def crash_redrive_after(sends: int) -> Iterator[None]:
+    """Within the block, a redrive raises :class:`RedriveFault` after *sends* sends, its transaction left open."""
+    token = _crash_after.set(sends)
+    try:
+        yield
+    finally:
+        _crash_after.reset(token)
 
 
 async def _redrive(settings: Settings, filt: DlqFilter, report: RedriveReport, cap: int, limit: int | None,

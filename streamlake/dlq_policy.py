@@ -352,6 +352,11 @@ class DlqTally:
 
     def add(self, entry: DlqEntry) -> RetryVerdict:
         verdict = decide_retry(entry, self.max_attempts)
+        self.count(entry, verdict)
+        return verdict
+
+    def count(self, entry: DlqEntry, verdict: RetryVerdict) -> None:
+        """Count *entry*, whose *verdict* was already decided."""
         self.records += 1
         ts = entry.timestamp
         self.oldest_ms = ts if self.oldest_ms is None else min(self.oldest_ms, ts)
@@ -366,7 +371,25 @@ class DlqTally:
             self.parked += 1
             self.exhausted += verdict is RetryVerdict.PARK_EXHAUSTED
             self.malformed += verdict is RetryVerdict.MALFORMED
-        return verdict
+
+    @classmethod
+    def from_counts(cls, counts: dict[str, Any], max_attempts: int = 0) -> DlqTally:
+        """A tally from the DLQ agent's counts-table value (see :meth:`to_counts`)."""
+        tally = cls(max_attempts, records=counts.get("records", 0), retried=counts.get("retried", 0),
+                    parked=counts.get("parked", 0), exhausted=counts.get("exhausted", 0),
+                    malformed=counts.get("malformed", 0))
+        for name, item in counts.get("by_reason", {}).items():
+            stage, _, reason = name.partition("/")
+            tally.by_reason[(stage, reason)] = _ReasonTally(item["count"], item["oldest"], item["newest"])
+        return tally
+
+    def to_counts(self) -> dict[str, Any]:
+        """The DLQ agent's counts-table value: plain JSON, reasons keyed ``stage/reason``."""
+        return {"records": self.records, "retried": self.retried, "parked": self.parked,
+                "exhausted": self.exhausted, "malformed": self.malformed,
+                "by_reason": {f"{stage}/{reason}": {"count": item.count, "oldest": item.oldest_ms,
+                                                    "newest": item.newest_ms}
+                              for (stage, reason), item in self.by_reason.items()}}
 
     def to_dict(self) -> dict[str, Any]:
         by_stage: dict[str, int] = {}

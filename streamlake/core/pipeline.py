@@ -18,18 +18,19 @@ import orjson
 from ..errors import RetryableError
 from ..partitioner import cached_partition_for_key as _partition_of
 from ..topology import JSON_TYPES, Action, Stream
-from .dlq import DeadLetter, Reason, Stage
+from .dlq import DeadLetter, H, Reason, Stage
 from .records import ConsumedRecord, header_of
+from .replay import REPLAY_ID_HEADER
 from .sequence import MAX_SEQUENCE, KeyState, SequenceClass, classify_sequence
 
-__all__ = ["Forward", "BatchResult", "StreamCounters", "process_batch", "admit_record", "Admission", "RecordRejected",
-           "REPLAY_ID", "RETURNED_FROM_DLQ"]
+__all__ = ["Forward", "BatchResult", "StreamCounters", "process_batch", "admit_record", "Admission", "RecordRejected"]
 
-#: Provenance headers that change how the tracker treats a record.
-REPLAY_ID = "streamlake.replay.id"  # window replay: a deliberate re-emit
-#: Carried by every record sent back from the DLQ (retry or redrive): it was
-#: held back on purpose, so when it comes back ``late`` it is accepted.
-RETURNED_FROM_DLQ = "streamlake.dlq.attempt"
+# Provenance headers that change how the tracker treats a record (each defined once, where it is written):
+#: a window replay's deliberate re-emit
+REPLAY_ID = REPLAY_ID_HEADER
+#: carried by every record sent back from the DLQ (retry or redrive): it was
+#: held back on purpose, so when it comes back ``late`` it is accepted
+RETURNED_FROM_DLQ = H.ATTEMPT
 
 _ORDERING_REASON = {
     SequenceClass.IN_ORDER: Reason.ORDERING_IN_ORDER,

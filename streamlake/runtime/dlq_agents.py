@@ -36,7 +36,7 @@ import orjson
 
 from ..catalog import Catalog, TopicRole
 from ..config import Settings
-from ..dlq_policy import DlqEntry, RetryVerdict, decide_retry, format_ms, render_preview, retry_delay
+from ..dlq_policy import DlqEntry, DlqTally, RetryVerdict, decide_retry, format_ms, render_preview, retry_delay
 from ..naming import changelog_topic_for, source_of_derived, table_name_for
 from ..topology import Stream
 
@@ -60,23 +60,9 @@ def fold_counts(counts: dict[str, Any], entry: DlqEntry, verdict: RetryVerdict) 
     """Return *counts* with *entry* added (a new dict); an offset at or below ``hwm`` was counted already."""
     if entry.offset <= counts.get("hwm", -1):
         return counts  # re-read after a crash or rebalance: counted before
-    out = {**counts, "by_reason": {k: dict(v) for k, v in counts.get("by_reason", {}).items()}}
-    out["hwm"] = entry.offset
-    out["records"] = out.get("records", 0) + 1
-    name = f"{entry.stage_code}/{entry.reason_code}"
-    item = out["by_reason"].setdefault(name, {"count": 0, "oldest": entry.timestamp, "newest": entry.timestamp})
-    item["count"] += 1
-    item["oldest"] = min(item["oldest"], entry.timestamp)
-    item["newest"] = max(item["newest"], entry.timestamp)
-    if verdict is RetryVerdict.RETRY:
-        out["retried"] = out.get("retried", 0) + 1
-    else:
-        out["parked"] = out.get("parked", 0) + 1
-        if verdict is RetryVerdict.PARK_EXHAUSTED:
-            out["exhausted"] = out.get("exhausted", 0) + 1
-        elif verdict is RetryVerdict.MALFORMED:
-            out["malformed"] = out.get("malformed", 0) + 1
-    return out
+    tally = DlqTally.from_counts(counts)
+    tally.count(entry, verdict)
+    return {"hwm": entry.offset, **tally.to_counts()}
 
 
 @dataclass

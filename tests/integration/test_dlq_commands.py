@@ -14,7 +14,15 @@ from aiokafka import AIOKafkaProducer
 
 from streamlake.core.dlq import DeadLetter, H, Reason, build_dlq_headers
 from streamlake.core.records import SourceRecord
-from streamlake.dlq_ops import RedriveFault, RedriveMode, dlq_stats, export_dlq, inspect_dlq, redrive_dlq
+from streamlake.dlq_ops import (
+    RedriveFault,
+    RedriveMode,
+    crash_redrive_after,
+    dlq_stats,
+    export_dlq,
+    inspect_dlq,
+    redrive_dlq,
+)
 from streamlake.dlq_policy import REDRIVE_DLQ_OFFSET, REDRIVE_DLQ_PARTITION, REDRIVE_DLQ_TOPIC, REDRIVE_ID, DlqFilter
 from streamlake.kafka.client import client_kwargs
 from tests.kafka_fixtures import ROOT, TestEnv, create_topics, read_until
@@ -182,9 +190,8 @@ def test_interrupted_redrive_resumes_with_the_same_id_and_sends_each_record_once
     part = redrive_dlq(settings, dlq, DlqFilter(), mode=RedriveMode.EXECUTE, redrive_id="resume", limit=7,
                        batch_size=4)
     assert part.sent == 7 and part.stopped_early
-    with pytest.raises(RedriveFault):
-        redrive_dlq(settings, dlq, DlqFilter(), mode=RedriveMode.EXECUTE, redrive_id="resume", batch_size=4,
-                    fault_after=6)
+    with pytest.raises(RedriveFault), crash_redrive_after(6):
+        redrive_dlq(settings, dlq, DlqFilter(), mode=RedriveMode.EXECUTE, redrive_id="resume", batch_size=4)
     rest = redrive_dlq(settings, dlq, DlqFilter(), mode=RedriveMode.EXECUTE, redrive_id="resume", batch_size=4)
     assert rest.already_done >= 7
     landed = asyncio.run(_read_all(settings, source))
