@@ -4,6 +4,10 @@ Each function reads the DLQ topic itself with aiokafka (no worker needed), up
 to the end offsets it saw when it started, so a command always terminates.
 Rules (filters, verdicts, headers, previews) come from :mod:`streamlake.dlq_policy`.
 docs/DLQ.md describes the semantics for users.
+
+Over 300 lines: stats, inspect, export and redrive share the DLQ reader and its
+end-offset snapshot; the aiokafka I/O is the next candidate to move under kafka/ (see
+docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ Everything here is pure (no Faust, no aiokafka): the DLQ agents
 (:mod:`streamlake.runtime.dlq_agents`) and the ``streamlake dlq`` commands
 (:mod:`streamlake.dlq_ops`) apply these rules to records they read. The
 header names themselves live in :mod:`streamlake.core.dlq`.
+
+Over 300 lines: filters, verdicts, redrive headers, previews and the one DLQ tally are
+the DLQ feature's pure rules, used by both the agents and the commands; it is the next
+candidate to move under core/ (see docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations

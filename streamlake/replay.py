@@ -4,6 +4,9 @@ The library behind ``streamlake replay reset-offsets`` and ``streamlake replay
 window``. Planning rules live in :mod:`streamlake.core.replay` (pure); broker
 access in :mod:`streamlake.kafka.offsets`. docs/REPLAY.md describes the
 semantics for users.
+
+Over 300 lines: both replay commands (offset reset and window re-publish) share option
+parsing and the group-state checks; splitting them would split those.
 """
 
 from __future__ import annotations

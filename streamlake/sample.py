@@ -5,6 +5,9 @@ ordering anomalies (duplicates, gaps, late records) and of malformed records of
 several kinds. Every record carries the kind it was made as, and
 :func:`expected_outcome` says where the pipeline must put it, so a run can be
 reconciled against what the workers counted. No Kafka here.
+
+Over 300 lines: the generator and its oracle (expected_outcome, reconciliation) must
+change together, kind by kind.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ decode → validate → key → sequence → policy → transform, record by rec
 offset order, with per-key state folded through the batch. The result says,
 for every input record, exactly one of: forward, drop (counted) or DLQ — and
 which per-key states changed. Nothing here talks to Kafka.
+
+Over 300 lines: the record checks (admit_record, shared with the producer SDK) and the
+batch fold over them are one ordered set of rules; split, the order of the checks would
+live in two places.
 """
 
 from __future__ import annotations

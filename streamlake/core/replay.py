@@ -15,6 +15,10 @@ Everything here mirrors Kafka's own ``kafka-consumer-groups --reset-offsets``
 
 The Kafka-facing side (:mod:`streamlake.kafka.offsets`) gathers the facts
 (:class:`PartitionFacts`) and :func:`build_reset_plan` turns them into a plan.
+
+Over 300 lines: reset-mode parsing, the reset plan, window planning and the replay
+headers are one feature's pure rules, each small; the tests in
+tests/unit/test_replay_plan.py follow the same order.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ observes the broker into its types and carries out a plan.
 Topics are always observed through a metadata request for *all* topics: asking
 for a named topic that does not exist makes a broker with
 ``auto.create.topics.enable`` create it with default settings.
+
+Over 300 lines: plan, apply and describe share one metadata and config snapshot of the
+cluster; they stay together so every command reads the broker the same way.
 """
 
 from __future__ import annotations
