@@ -14,7 +14,7 @@ from tests.kafka_fixtures import ROOT, wait_for
 
 def streamlake(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", "from streamlake.app import main; main()", *args], cwd=ROOT,
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=240)
 
 
 def test_help_describes_streamlake_lists_its_commands_first_and_hides_fausts_unrelated_ones() -> None:
@@ -46,7 +46,7 @@ def test_a_bad_setting_is_one_error_line_and_a_non_zero_exit() -> None:
 def test_faust_entry_point_reports_a_bad_setting_the_same_way() -> None:
     result = subprocess.run([sys.executable, "-m", "faust", "-A", "streamlake.app", "worker"], cwd=ROOT,
                             env={**os.environ, "STREAMLAKE_WEB_PORT": "not-a-port"}, capture_output=True, text=True,
-                            timeout=120)
+                            timeout=240)
     assert result.returncode == 2
     assert result.stderr.startswith("error: STREAMLAKE_WEB_PORT='not-a-port'") and "Traceback" not in result.stderr
 
@@ -68,7 +68,7 @@ def test_datadir_option_is_honoured_and_a_second_rocksdb_worker_on_it_is_refused
         assert str(datadir) in banner  # the worker runs on the data dir the option named
         second = subprocess.run([sys.executable, "-m", "streamlake", "--datadir", str(datadir), "worker", "-l", "info",
                                  "--web-port", str(local.free_port())], cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=120)
+                                text=True, timeout=240)
         assert second.returncode == 2, second.stdout + second.stderr
         assert second.stderr.startswith(f"error: the data dir {datadir.resolve()} is in use by another worker")
         assert "DB for partition" not in second.stdout + second.stderr
