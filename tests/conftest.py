@@ -1,6 +1,7 @@
 """Marks, and one broker for every xdist worker.
 
-Everything under tests/integration and tests/faults needs the real broker.
+Everything under tests/integration and tests/faults needs the real broker; tests/cluster
+starts a secured three-node cluster of its own (one per xdist worker: its modules share a group).
 Run in parallel (``pytest -n N``), the workers share one broker: the one
 ``STREAMLAKE_TEST_BROKER`` names, or else one the controlling process starts
 before it spawns the workers (they inherit its address through that same
@@ -28,6 +29,8 @@ XDIST_GROUPS = {
     "tests/faults/test_lake_kill9.py": "workers",
     "tests/integration/test_broker_cli.py": "jvm", "tests/integration/test_replay.py": "jvm",
     "tests/integration/test_partitioner_parity.py": "jvm",
+    # one xdist worker, hence one secured three-node cluster (a session fixture) for both modules
+    "tests/cluster/test_secured_cluster.py": "cluster", "tests/cluster/test_cluster_faults.py": "cluster",
 }
 
 
@@ -41,6 +44,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "faults" in parts:
             item.add_marker(pytest.mark.integration)
             item.add_marker(pytest.mark.faults)
+        if "cluster" in parts:
+            item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.cluster)
         group = XDIST_GROUPS.get(path.relative_to(root).as_posix()) if path.is_relative_to(root) else None
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))

@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import pytest
 
@@ -221,12 +221,13 @@ async def produce(bootstrap: str, topic: str, records: list[dict], partitions: i
 
 
 async def read_until(bootstrap: str, topic: str, done: Callable[[list[Out]], object] = lambda out: True,
-                     timeout: float = 60.0, isolation_level: str = "read_uncommitted") -> list[Out]:
+                     timeout: float = 60.0, isolation_level: str = "read_uncommitted",
+                     client: Mapping[str, Any] | None = None) -> list[Out]:
     """Read *topic* from the beginning until ``done(records)`` holds at a moment the end offsets are reached.
 
     ``isolation_level="read_committed"`` reads only committed transactional
     records (and stops at the last stable offset), like a downstream consumer
-    of an exactly-once pipeline would.
+    of an exactly-once pipeline would. *client* adds connection settings (SASL/TLS).
     """
     import asyncio
 
@@ -234,7 +235,8 @@ async def read_until(bootstrap: str, topic: str, done: Callable[[list[Out]], obj
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest", isolation_level=isolation_level,
-                                max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024)
+                                max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024,
+                                **(client or {}))
     await consumer.start()
     out: list[Out] = []
     try:

@@ -58,8 +58,8 @@ def resolve_jars(version: str = DEFAULT_KAFKA_VERSION) -> Path:
     libs = cache_root() / "kafka" / version / "libs"
     if (libs / ".complete").exists():
         return libs
-    _require_tool("mvn", "install Maven (apt-get install maven)")
-    _require_tool("java", "install a Java 17+ runtime (apt-get install openjdk-17-jre-headless)")
+    require_tool("mvn", "install Maven (apt-get install maven)")
+    require_tool("java", "install a Java 17+ runtime (apt-get install openjdk-17-jre-headless)")
     libs.mkdir(parents=True, exist_ok=True)
     log4j = _LOG4J_FOR.get(".".join(version.split(".")[:2]), "2.24.3")
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,12 +87,13 @@ def kafka_tool_command(main_class: str, *args: str, version: str = DEFAULT_KAFKA
     libs = resolve_jars(version)
     config = resources.files(__package__).joinpath("log4j2.properties")
     return [
-        "java", "-Xmx256m", f"-Dlog4j2.configurationFile={config}",
+        # a short-lived tool: the C1 compiler and serial GC start faster on a busy machine
+        "java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", f"-Dlog4j2.configurationFile={config}",
         "-cp", f"{libs}/*", main_class, *args,
     ]
 
 
-def _require_tool(name: str, how: str) -> None:
+def require_tool(name: str, how: str) -> None:
     if shutil.which(name) is None:
         raise BrokerError(f"'{name}' was not found on PATH; {how}")
 
@@ -113,7 +114,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -182,12 +183,12 @@ def start_broker(
     """
     data_dir = Path(data_dir).resolve()
     existing = _read_state(data_dir)
-    if existing and _alive(existing.pid):
+    if existing and process_alive(existing.pid):
         raise BrokerError(
             f"a broker is already running from {data_dir} (pid {existing.pid}, {existing.bootstrap}); "
             f"use it, or stop it first with: streamlake broker stop --data-dir {data_dir}"
         )
-    _require_tool("java", "install a Java 17+ runtime (apt-get install openjdk-17-jre-headless)")
+    require_tool("java", "install a Java 17+ runtime (apt-get install openjdk-17-jre-headless)")
     port = port or free_port()
     if not port_free(port):
         raise BrokerError(f"port {port} on {HOST} is in use; pick another with --port N (or stop what holds it)")
@@ -216,7 +217,8 @@ def start_broker(
     log_start = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            java + [f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true", "kafka.Kafka", str(props)],
+            [*java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true", "kafka.Kafka",
+             str(props)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # the broker outlives the CLI that started it
         )
@@ -229,22 +231,22 @@ def start_broker(
 def _wait_ready(proc: subprocess.Popen, log_path: Path, start_offset: int, timeout: float, state: BrokerState) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        text = _log_since(log_path, start_offset)
-        if READY_LINE in text and _accepts(state.port):
+        text = log_since(log_path, start_offset)
+        if READY_LINE in text and accepts_connections(state.port):
             return
         if proc.poll() is not None:
             (Path(state.data_dir) / STATE_FILE).unlink(missing_ok=True)
             raise BrokerError(
-                f"the broker exited during start (exit {proc.returncode}); tail of {log_path}:\n{_tail(text)}"
+                f"the broker exited during start (exit {proc.returncode}); tail of {log_path}:\n{tail(text)}"
             )
         time.sleep(0.2)
     proc.terminate()
     (Path(state.data_dir) / STATE_FILE).unlink(missing_ok=True)
-    tail = _tail(_log_since(log_path, start_offset))
-    raise BrokerError(f"the broker was not ready after {timeout:.0f}s; tail of {log_path}:\n{tail}")
+    raise BrokerError(f"the broker was not ready after {timeout:.0f}s; tail of {log_path}:\n"
+                      f"{tail(log_since(log_path, start_offset))}")
 
 
-def _log_since(path: Path, offset: int) -> str:
+def log_since(path: Path, offset: int) -> str:
     try:
         with open(path, "rb") as fh:
             fh.seek(offset)
@@ -253,11 +255,11 @@ def _log_since(path: Path, offset: int) -> str:
         return ""
 
 
-def _tail(text: str, lines: int = 30) -> str:
+def tail(text: str, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _accepts(port: int) -> bool:
+def accepts_connections(port: int) -> bool:
     try:
         with socket.create_connection((HOST, port), timeout=1):
             return True
@@ -271,12 +273,12 @@ def stop_broker(data_dir: str | Path = ".streamlake/broker", timeout: float = 60
     state = _read_state(data_dir)
     if state is None:
         return None
-    if _alive(state.pid):
+    if process_alive(state.pid):
         os.kill(state.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(state.pid) and time.monotonic() < deadline:
+        while process_alive(state.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _alive(state.pid):
+        if process_alive(state.pid):
             os.kill(state.pid, signal.SIGKILL)
     (data_dir / STATE_FILE).unlink(missing_ok=True)
     return state
@@ -288,10 +290,10 @@ def broker_status(data_dir: str | Path = ".streamlake/broker") -> dict:
     state = _read_state(data_dir)
     if state is None:
         return {"running": False, "data_dir": str(data_dir)}
-    running = _alive(state.pid)
+    running = process_alive(state.pid)
     return {
         "running": running,
-        "accepting": running and _accepts(state.port),
+        "accepting": running and accepts_connections(state.port),
         "pid": state.pid,
         "bootstrap": state.bootstrap,
         "kafka_version": state.kafka_version,

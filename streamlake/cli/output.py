@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sys
 from collections.abc import Callable
@@ -9,8 +10,11 @@ from typing import Any
 
 import click
 import orjson
+from aiokafka.errors import KafkaConnectionError
 
+from ..config import load_settings
 from ..errors import StreamLakeError
+from ..kafka.client import connection_failure
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
@@ -32,6 +36,9 @@ def friendly_errors(fun: Callable) -> Callable:
             return fun(*args, **kwargs)
         except StreamLakeError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KafkaConnectionError:  # a client that never connected: say why (credentials, TLS, address)
+            click.echo(f"error: {asyncio.run(connection_failure(load_settings()))}", err=True)
             sys.exit(1)
 
     return wrapper

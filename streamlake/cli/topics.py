@@ -1,4 +1,4 @@
-"""``streamlake topics check|plan|apply|list|describe``: the catalog against the broker."""
+"""``streamlake topics check|plan|apply|list|describe|acls``: the catalog against the broker."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 
 from ..catalog import Catalog, load_catalog
 from ..config import Settings, load_settings
+from ..core.acls import acl_grants, kafka_acls_command, render_command
 from ..kafka import admin
 from ..naming import check_topic_names
 from ..topic_plan import ChangeStatus, TopicPlan, topic_status
@@ -146,3 +147,33 @@ def describe(name: str, as_json: bool) -> None:
     settings, catalog = _load()
     description = asyncio.run(admin.describe_topic(settings, catalog, name))
     emit(description.as_dict(), as_json, lambda _: _render_description(description))
+
+
+def _principal(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    settings = load_settings()
+    value = value or (f"User:{settings.security.sasl_username}" if settings.security.sasl_username else None)
+    if not value:
+        raise click.BadParameter("name the app's principal (--principal User:NAME), or set STREAMLAKE_SASL_USERNAME")
+    if not value.startswith("User:") or value == "User:":
+        raise click.BadParameter(f"{value!r} must look like User:NAME (the app's SASL user)")
+    return value
+
+
+@topics.command()
+@click.option("--principal", callback=_principal,
+              help="The app's principal, User:NAME (default: User:$STREAMLAKE_SASL_USERNAME).")
+@click.option("--bootstrap", default=None, help="The brokers the commands talk to (default: the configured broker).")
+@click.option("--bootstrap-controller", is_flag=True,
+              help="--bootstrap names controllers (kafka-acls --bootstrap-controller).")
+@click.option("--command-config", default=None, help="The admin client properties file kafka-acls should use.")
+@json_option
+@friendly_errors
+def acls(principal: str, bootstrap: str | None, bootstrap_controller: bool, command_config: str | None,
+         as_json: bool) -> None:
+    """Print the kafka-acls commands that let only the app's principal use its topics and groups."""
+    settings, catalog = _load()
+    grants = acl_grants(principal, catalog.names, settings.app_id)
+    target = bootstrap or settings.bootstrap_servers
+    commands = [kafka_acls_command(g, target, command_config, bootstrap_controller) for g in grants]
+    emit([{**g.as_dict(), "command": c} for g, c in zip(grants, commands, strict=True)], as_json,
+         lambda _: "\n".join(f"# {g.why}\n{render_command(c)}" for g, c in zip(grants, commands, strict=True)))

@@ -29,7 +29,7 @@ from ..catalog import Catalog, TopicSpec
 from ..config import Settings
 from ..errors import BrokerError
 from ..topic_plan import ChangeKind, ObservedTopic, TopicChange, TopicPlan, plan_topics
-from .client import client_kwargs
+from .client import client_kwargs, connection_failure
 
 __all__ = [
     "ClusterState", "PartitionInfo", "TopicDescription", "ApplyOutcome", "ApplyReport",
@@ -115,10 +115,7 @@ async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]
         await admin.start()
     except KafkaError as exc:
         await admin.close()
-        raise BrokerError(
-            f"cannot reach Kafka at {settings.bootstrap_servers} ({type(exc).__name__}: {exc}); start it with "
-            "`streamlake broker start`, or point STREAMLAKE_BROKER / conf/<env>.toml [kafka] broker at it"
-        ) from exc
+        raise BrokerError(await connection_failure(settings)) from exc
     try:
         yield admin
     except KafkaError as exc:

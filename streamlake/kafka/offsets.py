@@ -27,7 +27,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from ..config import Settings
 from ..core.replay import ActiveGroupError, GroupState, ReplayError
-from .client import client_kwargs
+from .client import client_kwargs, connection_failure
 
 __all__ = ["GroupDescription", "OffsetAdmin", "commit_group_offsets"]
 
@@ -65,8 +65,7 @@ class OffsetAdmin:
             await self._consumer.start()
         except KafkaError as exc:
             await self.close()
-            raise ReplayError(f"cannot reach Kafka at {self.settings.bootstrap_servers}: {exc}; "
-                              f"check STREAMLAKE_BROKER or start one with `streamlake broker start`") from exc
+            raise ReplayError(await connection_failure(self.settings)) from exc
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

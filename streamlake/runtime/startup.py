@@ -25,7 +25,7 @@ async def prepare_worker(settings: Settings, catalog: Catalog, tables: Iterable[
     """
     from ..kafka.admin import create_topics, topic_partition_counts
 
-    wanted = list(catalog.topics) + [_changelog_spec(table) for table in tables]
+    wanted = list(catalog.topics) + [_changelog_spec(table, catalog) for table in tables]
     counts = await topic_partition_counts(settings, [t.name for t in wanted])
     missing = [t for t in wanted if counts[t.name] is None]
     if missing:
@@ -48,11 +48,20 @@ async def prepare_worker(settings: Settings, catalog: Catalog, tables: Iterable[
         )
 
 
-def _changelog_spec(table: Any) -> Any:
-    """A compacted changelog topic as Faust would declare it for *table*."""
+def _changelog_spec(table: Any, catalog: Catalog) -> Any:
+    """A compacted changelog topic for *table*, replicated like the topic it keeps state for.
+
+    Tables are named ``<catalog topic>.<purpose>``; a changelog loses no more on a broker
+    failure than that topic does (same replication factor and ``min.insync.replicas``).
+    """
+    owners = [t for t in catalog.topics if table.name.startswith(f"{t.name}.")]
+    owner = max(owners, key=lambda t: len(t.name)) if owners else None
+    config = {"cleanup.policy": "compact"}
+    if owner is not None and "min.insync.replicas" in owner.config:
+        config["min.insync.replicas"] = owner.config["min.insync.replicas"]
     return TopicSpec(
         table.changelog_topic.get_topic_name(), stream="", role=None, partitions=table.partitions,  # type: ignore[arg-type]
-        replication_factor=1, config={"cleanup.policy": "compact"},
+        replication_factor=owner.replication_factor if owner else 1, config=config,
     )
 
 

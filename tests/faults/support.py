@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import orjson
 import pytest
@@ -96,18 +96,20 @@ class SteadyProducer(threading.Thread):
     """
 
     def __init__(self, bootstrap: str, topic: str, records: list[Planned], rate: float,
-                 delivery_timeout: float = 90.0) -> None:
+                 delivery_timeout: float = 90.0, client: Mapping[str, Any] | None = None) -> None:
         super().__init__(daemon=True, name="steady-producer")
         self.bootstrap, self.topic, self.records, self.rate = bootstrap, topic, records, rate
         self.delivery_timeout = delivery_timeout
+        self.client = dict(client or {})  # SASL/TLS settings, when the broker asks for them
         self.acked = 0
+        self.sent = 0  # handed to the client; after cancel() and join(), the first `sent` records were produced
         self.error: BaseException | None = None
         self.started_at = 0.0
         self.finished_at = 0.0
         self.cancelled = threading.Event()
 
     def cancel(self) -> None:
-        """Stop sending (on a failed test, so nothing keeps producing into teardown)."""
+        """Stop sending and wait for what was sent (a failed test's teardown, or the end of an open-ended load)."""
         self.cancelled.set()
         self.join(timeout=self.delivery_timeout + 10)
 
@@ -125,14 +127,14 @@ class SteadyProducer(threading.Thread):
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
                                     linger_ms=5, request_timeout_ms=int(self.delivery_timeout * 1000),
                                     retry_backoff_ms=250, max_request_size=4 * 1024 * 1024,
-                                    client_id="fault-suite-producer")
+                                    client_id="fault-suite-producer", **self.client)
         await producer.start()
         try:
             self.started_at = time.monotonic()
             window: list[asyncio.Future] = []
             for i, rec in enumerate(self.records):
                 if self.cancelled.is_set():
-                    return
+                    break
                 due = self.started_at + i / self.rate
                 delay = due - time.monotonic()
                 if delay > 0:
@@ -141,6 +143,7 @@ class SteadyProducer(threading.Thread):
                     await asyncio.sleep(delay)
                 window.append(await producer.send(self.topic, rec.value, key=rec.key,
                                                   partition=partition_for_key(rec.key, PARTITIONS)))
+                self.sent = i + 1
                 if len(window) >= 200:
                     await self._settle(window)
             await self._settle(window)
@@ -245,7 +248,8 @@ def account(name: str, planned: list[Planned], source: list[Out], output: list[O
 
 
 def wait_all_landed(bootstrap: str, planned: list[Planned], output_topic: str, dlq_topic: str,
-                    timeout: float = 120.0, isolation_level: str = "read_uncommitted") -> tuple[list[Out], list[Out]]:
+                    timeout: float = 120.0, isolation_level: str = "read_uncommitted",
+                    client: Mapping[str, Any] | None = None) -> tuple[list[Out], list[Out]]:
     """Wait until every valid (key, seq) is in the output and every bad record in the DLQ."""
     want_out = {(p.key, p.seq) for p in planned if p.kind == "valid"}
     want_dlq = collections.Counter(p.value for p in planned if p.kind not in ("valid", "dup"))
@@ -259,16 +263,18 @@ def wait_all_landed(bootstrap: str, planned: list[Planned], output_topic: str, d
 
     start = time.monotonic()
     try:
-        output = asyncio.run(read_until(bootstrap, output_topic, all_out, timeout, isolation_level))
+        output = asyncio.run(read_until(bootstrap, output_topic, all_out, timeout, isolation_level, client))
     except AssertionError as exc:  # the accounting then names what is missing
         print(f"\n{exc}", flush=True)
-        output = asyncio.run(read_until(bootstrap, output_topic, timeout=30, isolation_level=isolation_level))
+        output = asyncio.run(read_until(bootstrap, output_topic, timeout=30, isolation_level=isolation_level,
+                                        client=client))
     left = max(timeout - (time.monotonic() - start), 10.0)
     try:
-        dlq = asyncio.run(read_until(bootstrap, dlq_topic, all_dlq, left, isolation_level))
+        dlq = asyncio.run(read_until(bootstrap, dlq_topic, all_dlq, left, isolation_level, client))
     except AssertionError as exc:
         print(f"\n{exc}", flush=True)
-        dlq = asyncio.run(read_until(bootstrap, dlq_topic, timeout=30, isolation_level=isolation_level))
+        dlq = asyncio.run(read_until(bootstrap, dlq_topic, timeout=30, isolation_level=isolation_level,
+                                     client=client))
     return output, dlq
 
 
