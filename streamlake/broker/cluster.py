@@ -48,7 +48,8 @@ from .local import (
 
 __all__ = [
     "CLUSTER_STATE_FILE", "ClusterSecurity", "ClusterState", "NodeState", "ScramUser",
-    "cluster_status", "is_cluster", "kill_node", "restart_node", "scram_user", "start_cluster", "stop_cluster",
+    "cluster_status", "is_cluster", "kill_node", "node_properties", "restart_node", "scram_user", "start_cluster",
+    "stop_cluster",
 ]
 
 CLUSTER_STATE_FILE = "cluster.json"
@@ -195,7 +196,7 @@ def _random_cluster_id() -> str:
             return text
 
 
-def _node_properties(node: NodeState, nodes: Sequence[NodeState], security: ClusterSecurity | None) -> str:
+def node_properties(node: NodeState, nodes: Sequence[NodeState], security: ClusterSecurity | None) -> str:
     n = len(nodes)
     voters = ",".join(f"{o.node_id}@{HOST}:{o.controller_port}" for o in nodes)
     min_isr = 2 if n >= 3 else 1
@@ -277,7 +278,8 @@ def _format_storage(libs: Path, nodes: Sequence[NodeState], cluster_id: str,
     scram = [arg for user in (security.users if security else ()) for arg in ("--add-scram", user.format_argument())]
     procs = [
         (node, subprocess.Popen(
-            [*_java(libs), "-Xmx512m", "kafka.tools.StorageTool", "format", "-t", cluster_id,
+            [*_java(libs), "-Xmx512m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "kafka.tools.StorageTool",
+             "format", "-t", cluster_id,
              "-c", str(node.properties), "--ignore-formatted", *scram],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
         for node in nodes if not (Path(node.data_dir) / "kraft-logs" / "meta.properties").exists()
@@ -294,6 +296,8 @@ def _format_storage(libs: Path, nodes: Sequence[NodeState], cluster_id: str,
 def _launch(libs: Path, node: NodeState, heap: str) -> subprocess.Popen[bytes]:
     with open(node.log_file, "ab") as log:
         return subprocess.Popen(
+            # C1 only: three JVMs compiling with C2 at once starve a two-core machine for tens of
+            # seconds at start; a local cluster needs quick starts more than peak throughput
             [*_java(libs), f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
              "-Djava.awt.headless=true", "kafka.Kafka", str(node.properties)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -354,7 +358,7 @@ def start_cluster(
     data_dir.mkdir(parents=True, exist_ok=True)
     for node in node_states:
         Path(node.data_dir).mkdir(parents=True, exist_ok=True)
-        node.properties.write_text(_node_properties(node, node_states, security))
+        node.properties.write_text(node_properties(node, node_states, security))
     cluster_id = existing.cluster_id if existing else _random_cluster_id()
     _format_storage(libs, node_states, cluster_id, security)
     started = []

@@ -26,6 +26,7 @@ from tests.cluster.conftest import ClusterEnv
 from tests.faults.support import topics
 from tests.kafka_fixtures import ROOT, read_until, wait_for
 
+pytestmark = pytest.mark.timeout(1200)  # a three-node start and ACL commands take minutes on a loaded machine
 WRONG_PASSWORD_DEADLINE = 60.0  # a refused login must end a command well within this (never a hang)
 
 
