@@ -436,7 +436,7 @@ def restart_node(data_dir: str | Path, node_id: int, timeout: float = 180.0) -> 
     """Stop node *node_id* cleanly if it runs, then start it again on its ports and data dir."""
     state = _require_cluster(data_dir)
     node = state.node(node_id)
-    if _signal_and_wait(_node_pids([node]), signal.SIGTERM, 60):
+    if _signal_and_wait(_node_pids([node]), signal.SIGTERM, 120):  # a controlled shutdown hands leadership over
         _signal_and_wait([node.pid], signal.SIGKILL, 10)
     offset = Path(node.log_file).stat().st_size if Path(node.log_file).exists() else 0
     proc = _launch(resolve_jars(state.kafka_version), node, state.heap)
