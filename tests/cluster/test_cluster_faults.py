@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -93,6 +95,49 @@ def led_without(env: ClusterEnv, names: list[str], node: int) -> Callable[[], bo
     return check
 
 
+class MetricsWatch(threading.Thread):
+    """Scrape every worker's /metrics each second: the largest total lag, rebalances, not-ready samples."""
+
+    def __init__(self, ports: list[int]) -> None:
+        super().__init__(daemon=True, name="metrics-watch")
+        self.ports, self.done = ports, threading.Event()
+        self.max_lag, self.not_ready_samples, self.samples = 0.0, 0, 0
+        self.rebalances_at_start: float | None = None
+        self.rebalances = 0.0
+
+    def scrape(self) -> tuple[float, float, int]:
+        lag = rebalances = 0.0
+        not_ready = 0
+        for port in self.ports:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            for line in text.splitlines():
+                name, _, value = line.rpartition(" ")
+                if name.startswith("streamlake_consumer_lag{"):
+                    lag += float(value)
+                elif name == "streamlake_rebalances_total":
+                    rebalances += float(value)
+                elif name == "streamlake_ready" and float(value) == 0:
+                    not_ready += 1
+        return lag, rebalances, not_ready
+
+    def run(self) -> None:
+        while not self.done.wait(1.0):
+            try:
+                lag, rebalances, not_ready = self.scrape()
+            except OSError:
+                continue  # a slow scrape on a loaded machine; the next one counts
+            self.samples += 1
+            self.max_lag = max(self.max_lag, lag)
+            self.not_ready_samples += not_ready
+            if self.rebalances_at_start is None:
+                self.rebalances_at_start = rebalances
+            self.rebalances = rebalances - self.rebalances_at_start
+
+    def line(self) -> str:
+        return (f"metrics over {self.samples} scrapes: max total consumer lag {self.max_lag:.0f}, "
+                f"rebalances {self.rebalances:.0f}, worker-scrapes not ready {self.not_ready_samples}")
+
+
 @dataclass
 class FaultRun:
     env: ClusterEnv
@@ -154,17 +199,20 @@ def run_scenario(name: str, env: ClusterEnv, secured: SecuredCluster, worker_fac
     planned = plan_workload(int(RATE * 900), keys=120, seed=seed)  # open-ended: cancelled once the faults are over
     producer = SteadyProducer(bootstrap, source, planned, RATE, client=client)
     run = FaultRun(env, secured, producer, watched)
+    metrics = MetricsWatch([w.web_port for w in workers])
     producer.start()
     try:
         wait_for(lambda: producer.acked >= RATE * 3 or producer.error, timeout=60, what="the load to start")
         assert producer.error is None, producer.error
         run.timeline = Timeline()
+        metrics.start()
         steps(run)
         acked = producer.acked
         wait_for(run.progressed(acked, RATE * 2), timeout=60, what="load after the last fault")
         assert producer.error is None, producer.error
     finally:
         producer.cancel()
+        metrics.done.set()
     assert producer.error is None, producer.error
     planned = planned[:producer.sent]
     out, dlq = wait_all_landed(bootstrap, planned, output, dlq_topic, timeout=180, client=client)
@@ -172,6 +220,7 @@ def run_scenario(name: str, env: ClusterEnv, secured: SecuredCluster, worker_fac
     acc.report()
     print(f"[cluster {name}] " + "\n  ".join(run.timeline.events), flush=True)
     print(f"[cluster {name}] recovery: " + "; ".join(run.timeline.recoveries), flush=True)
+    print(f"[cluster {name}] {metrics.line()}", flush=True)
     diagnose(env, acc, bootstrap, source)
     for worker in workers:
         assert worker.proc.poll() is None, f"worker {worker.name} exited:\n{worker.log()[-3000:]}"
