@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-
 from streamlake.broker import cluster
+
 from tests.cluster.conftest import ClusterEnv, SecuredCluster
 from tests.faults.support import (
     SteadyProducer,
