@@ -46,8 +46,9 @@ SESSION_TIMEOUT = 6.0  # the test env's STREAMLAKE_SESSION_TIMEOUT
 SOAK = os.environ.get("STREAMLAKE_CLUSTER_SOAK", "") not in ("", "0")
 RATE = 100.0  # records per second, over SASL_SSL
 
-# a three-node start, ACL commands and the faults take minutes on a loaded two-core machine
-pytestmark = pytest.mark.timeout(1500)
+# a three-node start, ACL commands and the faults take minutes on a loaded two-core machine;
+# one xdist worker runs every cluster test, so the session's one cluster serves them all
+pytestmark = [pytest.mark.timeout(1500), pytest.mark.xdist_group("cluster")]
 
 
 @dataclass

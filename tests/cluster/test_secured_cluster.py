@@ -26,7 +26,9 @@ from tests.cluster.conftest import ClusterEnv
 from tests.faults.support import topics
 from tests.kafka_fixtures import ROOT, read_until, wait_for
 
-pytestmark = pytest.mark.timeout(1200)  # a three-node start and ACL commands take minutes on a loaded machine
+# a three-node start and ACL commands take minutes on a loaded machine; one xdist worker runs
+# every cluster test, so the session's one cluster serves them all
+pytestmark = [pytest.mark.timeout(1200), pytest.mark.xdist_group("cluster")]
 WRONG_PASSWORD_DEADLINE = 60.0  # a refused login must end a command well within this (never a hang)
 
 
