@@ -10,6 +10,13 @@ Layering, lowest first: built-in defaults, ``[defaults]``, then
 built-in defaults (:data:`DLQ_DEFAULTS`, :data:`RETRY_DEFAULTS`), then ``[dlq]`` /
 ``[retry]``, then ``[datasets."<name>".dlq]`` / ``.retry``. Partitions and
 replication of DLQ and retry topics follow the dataset unless set.
+
+A stream with ``partitioning = repartition`` (the default) also gets its
+internal ``<source>.repartition`` topic (``[repartition]``,
+``[datasets."<name>".repartition]``, built-in :data:`REPARTITION_DEFAULTS`).
+It is always co-partitioned with its source: a partition count of its own is
+refused. Its records are read back within seconds; its retention only has to
+outlast the longest time workers may be down, like the source's.
 """
 
 from __future__ import annotations
@@ -24,11 +31,11 @@ from typing import Any
 from .config import Settings
 from .errors import CatalogError
 from .naming import find_metric_collisions
-from .topology import Stream
+from .topology import Partitioning, Stream
 
 __all__ = [
     "TopicRole", "TopicSpec", "Catalog", "load_catalog", "build_catalog", "read_catalog_file",
-    "TOPIC_CONFIG_KEYS", "DLQ_DEFAULTS", "RETRY_DEFAULTS",
+    "TOPIC_CONFIG_KEYS", "DLQ_DEFAULTS", "RETRY_DEFAULTS", "REPARTITION_DEFAULTS",
 ]
 
 #: Topic-level configs Kafka 4.1 accepts (``LogConfig.configNames()``); a typo fails here, not at the broker.
@@ -48,10 +55,12 @@ TOPIC_CONFIG_KEYS = frozenset({
 DLQ_DEFAULTS: Mapping[str, str] = {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)}
 #: Retry records are re-sent within minutes; a week covers a long outage.
 RETRY_DEFAULTS: Mapping[str, str] = {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)}
+#: Repartitioned records wait here only until a worker reads them back; a week covers a long outage.
+REPARTITION_DEFAULTS: Mapping[str, str] = {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)}
 
-_SECTIONS = {"defaults", "datasets", "dlq", "retry"}
+_SECTIONS = {"defaults", "datasets", "dlq", "retry", "repartition"}
 _TOPIC_KEYS = {"partitions", "replication_factor", "config"}
-_DATASET_KEYS = _TOPIC_KEYS | {"dlq", "retry"}
+_DATASET_KEYS = _TOPIC_KEYS | {"dlq", "retry", "repartition"}
 _CLEANUP_POLICIES = {"delete", "compact"}
 
 
@@ -62,6 +71,7 @@ class TopicRole(enum.Enum):
     OUTPUT = "output"
     DLQ = "dlq"
     RETRY = "retry"
+    REPARTITION = "repartition"
 
 
 @dataclass(frozen=True)
@@ -93,7 +103,7 @@ class TopicSpec:
 
 @dataclass(frozen=True)
 class Catalog:
-    """Every topic StreamLake owns, in stream order (source, output, DLQ, retry)."""
+    """Every topic StreamLake owns, in stream order (source, output, DLQ, retry[, repartition])."""
 
     topics: tuple[TopicSpec, ...]
 
@@ -165,23 +175,30 @@ def build_catalog(data: Mapping[str, Any], streams: Iterable[Stream], prefix: st
         where = f'[datasets."{stream.name}"]'
         own = _section(datasets, stream.name, where)
         _check_keys(own, _DATASET_KEYS, where)
-        ds = _merge(defaults, {k: v for k, v in own.items() if k not in ("dlq", "retry")})
+        ds = _merge(defaults, {k: v for k, v in own.items() if k not in ("dlq", "retry", "repartition")})
         partitions = _positive(ds.get("partitions", 1), f"{where} partitions")
         replication = _positive(ds.get("replication_factor", 1), f"{where} replication_factor")
         config = _config(ds.get("config", {}), replication, where)
         source, output = str(stream.source_topic(prefix)), str(stream.output_topic(prefix))
         specs.append(TopicSpec(source, stream.name, TopicRole.SOURCE, partitions, replication, config))
         specs.append(TopicSpec(output, stream.name, TopicRole.OUTPUT, partitions, replication, config))
-        for role, section, name, builtin in (
+        derived_topics = [
             (TopicRole.DLQ, "dlq", stream.dlq_topic(prefix), DLQ_DEFAULTS),
             (TopicRole.RETRY, "retry", stream.retry_topic(prefix), RETRY_DEFAULTS),
-        ):
+        ]
+        if stream.partitioning is Partitioning.REPARTITION:
+            derived_topics.append(
+                (TopicRole.REPARTITION, "repartition", stream.repartition_topic(prefix), REPARTITION_DEFAULTS))
+        for role, section, name, builtin in derived_topics:
             shared = _section(data, section)
             _check_keys(shared, _TOPIC_KEYS, f"[{section}]")
             mine = _section(own, section, f"{where}.{section}")
             _check_keys(mine, _TOPIC_KEYS, f"{where}.{section}")
             derived = _merge(_merge({"config": dict(builtin)}, shared), mine)
             d_where = f"{section} topic of {stream.name}"
+            if role is TopicRole.REPARTITION and derived.get("partitions", partitions) != partitions:
+                raise CatalogError(f"{d_where}: partitions must equal the source's ({partitions}): records are "
+                                   "written to their key's partition there; remove the partitions setting")
             d_replication = _positive(derived.get("replication_factor", replication), f"{d_where}: replication_factor")
             specs.append(TopicSpec(
                 name, stream.name, role,

@@ -25,6 +25,7 @@ __all__ = [
     "check_topic_names",
     "dlq_topic_for",
     "retry_topic_for",
+    "repartition_topic_for",
     "source_of_derived",
     "table_name_for",
     "changelog_topic_for",
@@ -42,21 +43,21 @@ __all__ = [
 #: validation and ordering checks; ``enriched``: a transform added data;
 #: ``curated``: modelled for consumers.
 STAGES = ("raw", "valid", "enriched", "curated")
-DERIVED_SUFFIXES = ("dlq", "retry")
+DERIVED_SUFFIXES = ("dlq", "retry", "repartition")
 MAX_TOPIC_LENGTH = 249
-# Every source gets `.dlq` and `.retry` topics, so a source name must leave room for them.
+# Every source gets `.dlq`, `.retry` (and `.repartition`) topics, so a source name must leave room for them.
 _LONGEST_SUFFIX = max(len(s) + 1 for s in DERIVED_SUFFIXES)
 
 #: Rule id -> what the rule demands; rule ids appear in every TopicNameError.
 NAMING_RULES: dict[str, str] = {
     "dot-name": "a name is never '.' or '..' (Kafka forbids them)",
-    "length": f"at most {MAX_TOPIC_LENGTH} characters, derived .dlq/.retry names included",
+    "length": f"at most {MAX_TOPIC_LENGTH} characters, derived .dlq/.retry/.repartition names included",
     "no-underscore": "no '_': Kafka metric names turn '.' into '_', so the two could collide",
     "lowercase": "no uppercase letters",
     "charset": "only a-z, 0-9, '-' inside a segment and '.' between segments",
     "empty-segment": "no empty segment (no leading, trailing or doubled '.')",
     "hyphen-inside": "'-' only inside a segment, never at its start or end",
-    "shape": "[<prefix>.]<domain>.<dataset>.<stage>.v<N>, optionally followed by one .dlq or .retry",
+    "shape": "[<prefix>.]<domain>.<dataset>.<stage>.v<N>, optionally followed by one .dlq, .retry or .repartition",
     "version": "the last segment is v<N>, N a positive integer without leading zero",
     "stage": f"the stage is one of {', '.join(STAGES)}",
 }
@@ -145,15 +146,16 @@ def topic_name(domain: str, dataset: str, stage: str, version: int, prefix: str 
     text = str(name)
     validate_topic_name(text)
     if len(text) + _LONGEST_SUFFIX > MAX_TOPIC_LENGTH:
-        raise TopicNameError(text, "length", f"{len(text)} characters leaves no room for its derived "
-                             f"'.retry' topic; keep source names at most {MAX_TOPIC_LENGTH - _LONGEST_SUFFIX}")
+        raise TopicNameError(text, "length", f"{len(text)} characters leaves no room for its derived topics "
+                             f"('.dlq', '.retry', '.repartition'); keep source names at most "
+                             f"{MAX_TOPIC_LENGTH - _LONGEST_SUFFIX}")
     return name
 
 
 def validate_topic_name(name: str) -> None:
     """Raise :class:`TopicNameError` naming the first rule *name* breaks.
 
-    Accepts source names and derived (one ``.dlq`` or ``.retry``) names.
+    Accepts source names and derived (one ``.dlq``, ``.retry`` or ``.repartition``) names.
     """
     if name in (".", ".."):
         raise TopicNameError(name, "dot-name", "Kafka forbids the names '.' and '..'")
@@ -176,11 +178,12 @@ def validate_topic_name(name: str) -> None:
     if parts[-1] in DERIVED_SUFFIXES:
         parts = parts[:-1]
     if len(parts) < 4:
-        raise TopicNameError(name, "shape", "expected [<prefix>.]<domain>.<dataset>.<stage>.v<N>[.dlq|.retry]")
+        raise TopicNameError(name, "shape",
+                             "expected [<prefix>.]<domain>.<dataset>.<stage>.v<N>[.dlq|.retry|.repartition]")
     version = parts[-1]
     if not _VERSION.fullmatch(version):
         if parts[-1] in DERIVED_SUFFIXES:
-            raise TopicNameError(name, "shape", "only one .dlq or .retry suffix is allowed")
+            raise TopicNameError(name, "shape", "only one .dlq, .retry or .repartition suffix is allowed")
         raise TopicNameError(name, "version",
                              f"the last segment {version!r} must be v<N> with N a positive integer without leading zero")
     if parts[-2] not in STAGES:
@@ -205,7 +208,7 @@ def parse_topic_name(name: str) -> TopicName:
     validate_topic_name(name)
     parts = name.split(".")
     if parts[-1] in DERIVED_SUFFIXES:
-        raise TopicNameError(name, "shape", "this is a derived (.dlq/.retry) name, not a source topic")
+        raise TopicNameError(name, "shape", "this is a derived (.dlq/.retry/.repartition) name, not a source topic")
     *head, domain, dataset, stage, version = parts
     return TopicName(domain, dataset, stage, int(version[1:]), ".".join(head))
 
@@ -220,6 +223,15 @@ def retry_topic_for(source: TopicName | str) -> str:
     return _derived(source, "retry")
 
 
+def repartition_topic_for(source: TopicName | str) -> str:
+    """Return the internal topic through which *source*'s records reach their key's partition.
+
+    ``<source>.repartition``: a record read on another partition than its key's
+    is written here, to the key's partition, and sequenced when read back.
+    """
+    return _derived(source, "repartition")
+
+
 def _derived(source: TopicName | str, suffix: str) -> str:
     source = str(source)
     parse_topic_name(source)  # only a source topic has a DLQ or retry topic
@@ -229,11 +241,11 @@ def _derived(source: TopicName | str, suffix: str) -> str:
 
 
 def source_of_derived(name: str) -> str:
-    """Return the source topic of a ``.dlq`` or ``.retry`` name."""
+    """Return the source topic of a ``.dlq``, ``.retry`` or ``.repartition`` name."""
     validate_topic_name(name)
     head, _, suffix = name.rpartition(".")
     if suffix not in DERIVED_SUFFIXES:
-        raise TopicNameError(name, "shape", "not a derived (.dlq/.retry) topic name")
+        raise TopicNameError(name, "shape", "not a derived (.dlq/.retry/.repartition) topic name")
     return head
 
 

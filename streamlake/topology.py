@@ -25,9 +25,9 @@ from .core.lake_schema import (
     table_columns,
 )
 from .errors import TopologyError
-from .naming import TopicName, dlq_topic_for, retry_topic_for, topic_name, validate_segment
+from .naming import TopicName, dlq_topic_for, repartition_topic_for, retry_topic_for, topic_name, validate_segment
 
-__all__ = ["Action", "Policies", "Stream", "discover_streams", "Transform"]
+__all__ = ["Action", "Partitioning", "Policies", "Stream", "discover_streams", "Transform"]
 
 #: A user transform takes the decoded value and returns the value to forward
 #: (a dict), or raises. ``RetryableError`` marks the failure as transient.
@@ -45,6 +45,19 @@ class Action(enum.Enum):
     FORWARD = "forward"
     DROP = "drop"
     DLQ = "dlq"
+
+
+class Partitioning(enum.Enum):
+    """What happens to a record that arrives on another partition than its key's (Java murmur2) one.
+
+    ``REPARTITION`` (default): it is written to the internal topic
+    ``<source>.repartition`` at its key's partition and sequenced when read back
+    there, so producers with another partitioner (librdkafka's default) lose
+    nothing. ``STRICT``: it goes to the DLQ as ``wrong-partition``.
+    """
+
+    REPARTITION = "repartition"
+    STRICT = "strict"
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,8 @@ class Stream:
             is partitioned by its day and freshness is its newest value.
         partition_by: partition fields such as ``("day(ts)",)``; default ``day(<event time>)``,
             or ``day(_kafka_timestamp)`` without an event time. Never identity of the key.
+        partitioning: what happens to a record on another partition than its key's
+            (see :class:`Partitioning`).
     """
 
     domain: str
@@ -94,12 +109,16 @@ class Stream:
     columns: Mapping[str, str] = field(default_factory=dict)
     event_time_field: str | None = None
     partition_by: tuple[str, ...] | None = None
+    partitioning: Partitioning = Partitioning.REPARTITION
 
     def __post_init__(self) -> None:
         validate_segment(self.domain, "domain")
         validate_segment(self.dataset, "dataset")
         if not self.key_field:
             raise TopologyError(f"stream {self.name}: key_field must be set")
+        if not isinstance(self.partitioning, Partitioning):
+            raise TopologyError(f"stream {self.name}: partitioning must be Partitioning.REPARTITION or "
+                                f"Partitioning.STRICT, got {self.partitioning!r}")
         if bool(self.sequence_field) == bool(self.sequence_header):
             raise TopologyError(f"stream {self.name}: set exactly one of sequence_field or sequence_header")
         for fname, tname in self.required_fields.items():
@@ -145,6 +164,9 @@ class Stream:
 
     def retry_topic(self, prefix: str = "") -> str:
         return retry_topic_for(self.source_topic(prefix))
+
+    def repartition_topic(self, prefix: str = "") -> str:
+        return repartition_topic_for(self.source_topic(prefix))
 
 
 def discover_streams(folder: Path) -> list[Stream]:

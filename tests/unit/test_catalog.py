@@ -7,13 +7,16 @@ from typing import Any
 
 import pytest
 
-from streamlake.catalog import DLQ_DEFAULTS, RETRY_DEFAULTS, TopicRole, build_catalog, load_catalog
+from streamlake.catalog import (
+    DLQ_DEFAULTS, REPARTITION_DEFAULTS, RETRY_DEFAULTS, TopicRole, build_catalog, load_catalog,
+)
 from streamlake.config import Settings
 from streamlake.errors import CatalogError
-from streamlake.topology import Stream
+from streamlake.topology import Partitioning, Stream
 
 ORDERS = Stream(domain="sales", dataset="orders", key_field="order_id")
-PAYMENTS = Stream(domain="billing", dataset="payments", key_field="payment_id", version=2)
+PAYMENTS = Stream(domain="billing", dataset="payments", key_field="payment_id", version=2,
+                  partitioning=Partitioning.STRICT)
 
 
 def catalog_data(**datasets: Any) -> dict[str, Any]:
@@ -28,12 +31,22 @@ def test_each_stream_gets_source_output_dlq_and_retry_topics() -> None:
     catalog = build_catalog(catalog_data(), [ORDERS, PAYMENTS], prefix="test")
     assert catalog.names == (
         "test.sales.orders.raw.v1", "test.sales.orders.valid.v1",
-        "test.sales.orders.raw.v1.dlq", "test.sales.orders.raw.v1.retry",
+        "test.sales.orders.raw.v1.dlq", "test.sales.orders.raw.v1.retry", "test.sales.orders.raw.v1.repartition",
         "test.billing.payments.raw.v2", "test.billing.payments.valid.v2",
         "test.billing.payments.raw.v2.dlq", "test.billing.payments.raw.v2.retry",
     )
     assert catalog.for_stream("sales.orders", TopicRole.DLQ).name == "test.sales.orders.raw.v1.dlq"
     assert catalog.by_name("test.billing.payments.raw.v2").role is TopicRole.SOURCE
+
+
+def test_repartition_topic_is_co_partitioned_with_its_source_and_a_count_of_its_own_is_refused() -> None:
+    data = catalog_data(**{"sales.orders": {"partitions": 6, "repartition": {"config": {"retention.ms": "60000"}}}})
+    spec = build_catalog(data, [ORDERS]).for_stream("sales.orders", TopicRole.REPARTITION)
+    assert spec.partitions == 6
+    assert spec.config == {**REPARTITION_DEFAULTS, "retention.ms": "60000"}
+    data["repartition"] = {"partitions": 3}
+    with pytest.raises(CatalogError, match="must equal the source's"):
+        build_catalog(data, [ORDERS])
 
 
 def test_dataset_overrides_defaults_and_merges_config() -> None:
