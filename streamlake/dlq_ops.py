@@ -38,6 +38,7 @@ from .dlq_policy import (
     format_ms,
     judge_redrive,
     redrive_headers,
+    redrive_partition,
     render_preview,
     styled_headers,
 )
@@ -300,6 +301,9 @@ def redrive_dlq(settings: Settings, topic: str, filt: DlqFilter, *, mode: Redriv
                 batch_size: int = 500) -> RedriveReport:
     """Send matching DLQ records back to their origin topic and partition, or plan it (dry run).
 
+    A ``wrong-partition`` record goes to its key's partition instead (see
+    :func:`~streamlake.dlq_policy.redrive_partition`).
+
     Resumable: the position per DLQ partition is committed to the consumer
     group :func:`~streamlake.naming.redrive_group_for` (*redrive_id*) in the
     same Kafka transaction as the sends, so a rerun with the same id starts
@@ -369,7 +373,8 @@ async def _redrive(settings: Settings, filt: DlqFilter, report: RedriveReport, c
                                         max_request_size=8 * 1024 * 1024)
             await producer.start()
         positions: dict[TopicPartition, int] = {}
-        batch: list[DlqEntry] = []
+        batch: list[tuple[DlqEntry, int]] = []  # (entry, destination partition)
+        origin_sizes: dict[str, int] = {}  # origin topic -> partition count
         async for entry in read_dlq(consumer, report.topic, committed, filt.since_ms, progress, positions):
             report.scanned += 1
             if not filt.matches(entry):
@@ -382,8 +387,12 @@ async def _redrive(settings: Settings, filt: DlqFilter, report: RedriveReport, c
             if verdict is RedriveVerdict.REFUSED_NO_ORIGIN:
                 report.refused_no_origin += 1
                 continue
-            batch.append(entry)
-            dest = f"{entry.origin_topic}[{entry.origin_partition}]"
+            assert entry.origin_topic is not None  # judge_redrive refused it otherwise
+            if entry.origin_topic not in origin_sizes:
+                origin_sizes[entry.origin_topic] = len(await _partitions(consumer, entry.origin_topic))
+            partition = redrive_partition(entry, origin_sizes[entry.origin_topic])
+            batch.append((entry, partition))
+            dest = f"{entry.origin_topic}[{partition}]"
             report.by_destination[dest] = report.by_destination.get(dest, 0) + 1
             if len(batch) >= batch_size or (limit is not None and report.sent + len(batch) >= limit):
                 if execute:
@@ -411,17 +420,17 @@ def _checkpoint(positions: dict[TopicPartition, int], last: DlqEntry) -> dict[To
     return offsets
 
 
-async def _send_batch(producer: AIOKafkaProducer | None, report: RedriveReport, batch: list[DlqEntry],
+async def _send_batch(producer: AIOKafkaProducer | None, report: RedriveReport, batch: list[tuple[DlqEntry, int]],
                       offsets: dict[TopicPartition, int], fault_after: int | None) -> None:
     assert producer is not None
     if not batch and not offsets:
         return
     async with producer.transaction():
-        for n, entry in enumerate(batch, start=1):
+        for n, (entry, partition) in enumerate(batch, start=1):
             if fault_after is not None and report.sent + n > fault_after:
                 raise RedriveFault(f"fault hook: stopped after {fault_after} sends, transaction left open")
             await producer.send(entry.origin_topic, value=entry.value, key=entry.key,
-                                partition=entry.origin_partition,
+                                partition=partition,
                                 headers=redrive_headers(entry, report.redrive_id))
         if offsets:
             await producer.send_offsets_to_transaction(offsets, report.group)

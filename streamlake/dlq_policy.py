@@ -21,10 +21,12 @@ from typing import Any
 from .core.dlq import CONNECT_NAMES, PREFIX, SPRING_NAMES, H, Reason, Stage, read_dlq_context
 from .core.records import Headers
 from .errors import StreamLakeError
+from .partitioner import partition_for_key
 
 __all__ = [
     "DlqError", "HeaderStyle", "RetryVerdict", "RedriveVerdict", "DlqEntry", "DlqFilter", "DlqTally",
-    "retry_delay", "retry_schedule", "decide_retry", "judge_redrive", "redrive_headers", "styled_headers",
+    "retry_delay", "retry_schedule", "decide_retry", "judge_redrive", "redrive_partition", "redrive_headers",
+    "styled_headers",
     "render_preview", "parse_time", "format_ms",
     "REDRIVE_ID", "REDRIVE_DLQ_TOPIC", "REDRIVE_DLQ_PARTITION", "REDRIVE_DLQ_OFFSET", "REDRIVE_PREFIX",
 ]
@@ -180,6 +182,19 @@ def judge_redrive(entry: DlqEntry, max_attempts: int) -> RedriveVerdict:
     if (entry.attempt or 0) >= max_attempts:
         return RedriveVerdict.REFUSED_ATTEMPT_CAP
     return RedriveVerdict.SEND
+
+
+def redrive_partition(entry: DlqEntry, origin_partitions: int) -> int:
+    """The partition a redrive sends *entry* to: its origin, or its key's when it was on the wrong one.
+
+    A ``wrong-partition`` record came from a producer with another partitioner;
+    sending it back to its origin partition would dead-letter it again. It goes
+    to its key's Java-partitioner partition instead, where its key's state is.
+    """
+    assert entry.origin_partition is not None  # judge_redrive refused it otherwise
+    if entry.reason is Reason.WRONG_PARTITION and entry.key:
+        return partition_for_key(entry.key, origin_partitions)
+    return entry.origin_partition
 
 
 def redrive_headers(entry: DlqEntry, redrive_id: str) -> list[tuple[str, bytes]]:

@@ -54,7 +54,12 @@ class Forward:
 
 @dataclass(slots=True)
 class StreamCounters:
-    """Per-stream counters; ``records_in == forwarded + dropped + dlq`` always."""
+    """Per-stream counters; ``records_in == forwarded + dropped + dlq`` always.
+
+    ``repartitioned`` counts source records moved to their key's partition
+    (``partitioning = repartition``): they enter ``records_in`` when read back
+    from the repartition topic, not before.
+    """
 
     records_in: int = 0
     forwarded: int = 0
@@ -67,10 +72,11 @@ class StreamCounters:
     gaps_filled: int = 0
     gaps_forgotten: int = 0
     replayed: int = 0
+    repartitioned: int = 0
 
     def add(self, other: StreamCounters) -> None:
         for name in ("records_in", "forwarded", "dropped", "dlq", "gaps_opened", "gaps_filled",
-                     "gaps_forgotten", "replayed"):
+                     "gaps_forgotten", "replayed", "repartitioned"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.dlq_by_reason.update(other.dlq_by_reason)
         self.classes.update(other.classes)
@@ -80,7 +86,7 @@ class StreamCounters:
     def from_dict(cls, data: Mapping[str, Any]) -> StreamCounters:
         counters = cls()
         for name in ("records_in", "forwarded", "dropped", "dlq", "gaps_opened", "gaps_filled",
-                     "gaps_forgotten", "replayed"):
+                     "gaps_forgotten", "replayed", "repartitioned"):
             setattr(counters, name, int(data.get(name, 0)))
         counters.dlq_by_reason.update(data.get("dlq_by_reason", {}))
         counters.classes.update(data.get("classes", {}))
@@ -96,6 +102,7 @@ class StreamCounters:
             "dropped_by_class": dict(self.dropped_by_class),
             "gaps_opened": self.gaps_opened, "gaps_filled": self.gaps_filled,
             "gaps_forgotten": self.gaps_forgotten, "replayed": self.replayed,
+            "repartitioned": self.repartitioned,
         }
 
 
