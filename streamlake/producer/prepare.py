@@ -82,7 +82,8 @@ def prepare_record(stream: Stream, value: Value, partitions: int, topic: str = "
             raise ProducerError(f"the record already has header {stream.sequence_header!r}, "
                                 "but this producer allocates sequences; drop the header or use SequenceSource.FIELD")
         headers = (*headers, (stream.sequence_header, str(seq).encode("ascii")))
-    key = key_of(stream, doc)
+    value_of_key = doc.get(stream.key_field) if type(doc) is dict else None
+    key = value_of_key.encode("utf-8", "surrogatepass") if type(value_of_key) is str else key_of(stream, doc)
     partition = cached_partition_for_key(key, partitions) if key else 0
     try:
         admitted = admit_record(stream, SourceRecord(topic, partition, -1, 0, key, payload, headers))

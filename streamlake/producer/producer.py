@@ -91,7 +91,11 @@ class Delivery:
 
 @dataclass
 class ProducerMetrics:
-    """What a producer did so far. ``sent == delivered + failed + in_flight`` always."""
+    """What a producer did so far. ``sent == delivered + failed + in_flight`` always.
+
+    Acknowledgements are counted as the producer collects them (on later sends,
+    when it waits for room, and on flush), so after a flush they are exact.
+    """
 
     sent: int = 0
     delivered: int = 0
@@ -216,7 +220,10 @@ class StreamProducer:
             self.metrics.refused += 1
             self.metrics.refused_by_reason[exc.reason.value] += 1
             raise
-        if len(self._pending) >= self._max_in_flight:
+        pending = self._pending
+        while pending and pending[0].done():
+            self._count(pending.popleft())
+        if len(pending) >= self._max_in_flight:
             await self._wait_for_room()
         if self._allocator is None:
             return Delivery(self.topic, record, await self._send(record))
@@ -242,7 +249,9 @@ class StreamProducer:
         pending = list(self._pending)
         self._pending.clear()
         if pending:
-            await asyncio.gather(*pending, return_exceptions=True)  # outcomes are counted by _settled
+            await asyncio.wait(pending)
+        for future in pending:
+            self._count(future)
 
     async def close(self) -> None:
         """Flush, then disconnect and release the sequence store."""
@@ -283,10 +292,10 @@ class StreamProducer:
         if self._allocator is None:
             self.metrics.sent += 1
             self._pending.append(future)
-        future.add_done_callback(self._settled)
         return future
 
-    def _settled(self, future: asyncio.Future) -> None:
+    def _count(self, future: asyncio.Future) -> None:
+        """Count a settled send (no callback per record: sends are counted as they are collected)."""
         if future.cancelled() or future.exception() is not None:
             self.metrics.failed += 1
         else:
@@ -295,13 +304,11 @@ class StreamProducer:
     async def _wait_for_room(self) -> None:
         self.metrics.backpressure_waits += 1
         pending = self._pending
-        while pending and pending[0].done():
-            pending.popleft()
-        if len(pending) >= self._max_in_flight:
-            await self._drain_stage()
-            while len(pending) >= self._max_in_flight:
-                oldest = pending.popleft()
-                await asyncio.wait([oldest])
+        await self._drain_stage()
+        while len(pending) >= self._max_in_flight:
+            oldest = pending.popleft()
+            await asyncio.wait([oldest])
+            self._count(oldest)
 
     def _drain_soon(self) -> None:
         self._stage_timer = None
@@ -325,8 +332,7 @@ class StreamProducer:
                 try:
                     inner = await self._send(record)
                 except DeliveryFailed as exc:
-                    self.metrics.failed += 1
-                    _fail(outer, exc)
+                    _fail(outer, exc)  # counted as failed when collected
                     continue
                 inner.add_done_callback(functools.partial(_copy, target=outer))
 
