@@ -133,11 +133,12 @@ async def read_group_status(settings: Settings, catalog: Catalog) -> GroupStatus
     """Describe the app's consumer group, its lag per partition and its DLQ depths.
 
     Lag covers the catalog topics the ingestion and DLQ agents consume
-    (source, retry, DLQ). A catalog topic missing on the broker is listed in
+    (source, retry, repartition, DLQ). A catalog topic missing on the broker is listed in
     ``missing_topics``, never created.
     """
     group = consumer_group_for(settings.app_id)
-    consumed = [t for t in catalog.topics if t.role in (TopicRole.SOURCE, TopicRole.RETRY, TopicRole.DLQ)]
+    consumed = [t for t in catalog.topics
+                if t.role in (TopicRole.SOURCE, TopicRole.RETRY, TopicRole.REPARTITION, TopicRole.DLQ)]
     dlq_names = [t.name for t in catalog.topics if t.role is TopicRole.DLQ]
     async with admin_client(settings) as admin:
         meta = {t["topic"]: t for t in await admin.describe_topics() if t["error_code"] == 0}

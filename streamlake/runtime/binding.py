@@ -26,6 +26,7 @@ from ..config import Settings
 from ..core.dlq import DeadLetter, Reason, build_dlq_headers
 from ..core.pipeline import BatchResult, Forward, StreamCounters, process_batch
 from ..core.records import ConsumedRecord, SourceRecord
+from ..core.repartition import REPARTITIONED_FROM, Misplaced, split_misplaced
 from .compat import raw_producer
 from .declarations import StreamTopics
 from .record_path import RecordPath
@@ -122,21 +123,35 @@ class StreamBinding:
         """Decide, produce, wait for acknowledgements, buffer state. Never raises for a bad record.
 
         The batch is split by partition: keys never span partitions, so this
-        changes no verdict and keeps the counters exact per partition.
+        changes no verdict and keeps the counters exact per partition. Under
+        ``partitioning = repartition``, source records on another partition than
+        their key's are first written to the repartition topic (one batch step)
+        and are decided when they are read back there.
         """
+        read_offsets: dict[int, dict[str, int]] = {}
+        for record in records:
+            # within a topic-partition records come in offset order: the last one is the highest
+            read_offsets.setdefault(record.partition, {})[record.topic] = record.offset
+        moved: list[Misplaced] = []
+        if self.topics.repartition is not None:
+            records, moved = split_misplaced(records, self.topics.source_name, self.topics.partitions)
         by_partition: dict[int, list[ConsumedRecord]] = {}
         for record in records:
             by_partition.setdefault(record.partition, []).append(record)
         results = {p: self._decide(recs) for p, recs in by_partition.items()}
+        moves = await self._repartition(moved) if moved else {}
         failed = await self._forward([f for r in results.values() for f in r.forwards])
         if failed:
             for p in {partition for _, partition, _ in failed}:
                 results[p] = self._reprocess_with_failures(by_partition[p], failed)
+        for p, outcome in moves.items():
+            result = results.setdefault(p, BatchResult())
+            result.counters.add(outcome.counters)
+            result.dead_letters.extend(outcome.dead_letters)
         await self._dead_letter([letter for r in results.values() for letter in r.dead_letters])
         for partition, result in results.items():
             self.counters.add(result.counters)
-            # within a topic-partition records come in offset order: the last one is the highest
-            self.state.add(partition, result, {r.topic: r.offset for r in by_partition[partition]})
+            self.state.add(partition, result, read_offsets[partition])
         if self.path is RecordPath.EXACTLY_ONCE:
             self.state.flush_in_transaction()
         elif self.path is RecordPath.CLASSIC:
@@ -175,6 +190,45 @@ class StreamBinding:
                 await backoff.wait()
             pending = [fwd for fwd, _ in retry]
         return failed
+
+    async def _repartition(self, moved: list[Misplaced]) -> dict[int, BatchResult]:
+        """Write records read on another partition than their key's to that partition of the repartition topic.
+
+        One batch step, acknowledged before the batch completes (so before its
+        offsets can be committed): a crash in between only makes the source
+        records be read and written again, and the tracker drops the second
+        copies as duplicates. A record the topic refuses for good goes to the
+        DLQ (``produce-failed``). Outcomes count on the partition the record was read from.
+        """
+        outcomes_by_partition: dict[int, BatchResult] = {}
+        pending = moved
+        backoff = Backoff()
+        while pending:
+            outcomes = await self.sender.produce(self.topics.repartition, [
+                (m.partition, m.record.key, m.record.value,
+                 (*m.record.headers, (REPARTITIONED_FROM, f"{m.record.partition}:{m.record.offset}".encode())),
+                 m.record.timestamp)
+                for m in pending
+            ])
+            retry: list[tuple[Misplaced, BaseException]] = []
+            for item, outcome in zip(pending, outcomes, strict=True):
+                result = outcomes_by_partition.setdefault(item.record.partition, BatchResult())
+                if outcome is None:
+                    result.counters.repartitioned += 1
+                elif is_permanent(outcome):
+                    result.counters.records_in += 1
+                    result.counters.dlq += 1
+                    result.counters.dlq_by_reason[Reason.PRODUCE_FAILED.value] += 1
+                    result.dead_letters.append(DeadLetter.from_exception(item.record, Reason.PRODUCE_FAILED, outcome))
+                else:
+                    retry.append((item, outcome))
+            if retry:
+                log.error("repartition topic %s not writable (%s: %s); retrying %d record(s) in %.1fs — "
+                          "nothing is skipped, this stream's partitions wait", self.topics.repartition_name,
+                          type(retry[0][1]).__name__, retry[0][1], len(retry), backoff.delay)
+                await backoff.wait()
+            pending = [item for item, _ in retry]
+        return outcomes_by_partition
 
     def _reprocess_with_failures(self, records: Sequence[ConsumedRecord],
                                  failed: dict[Coords, DeadLetter]) -> BatchResult:

@@ -3,6 +3,9 @@
 Per stream: the source and retry topics (raw bytes in), the output and DLQ
 topics, a changelog-backed sequence table co-partitioned with the source, and
 a counters table with one row per source partition, kept on that partition.
+A stream with ``partitioning = repartition`` also reads its repartition topic,
+through the same agent, so Faust's assignor gives one worker partition *p* of
+the source, retry and repartition topics and of the tables together.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from ..catalog import Catalog, TopicRole
 from ..config import Settings
 from ..naming import table_name_for
 from ..partitioner import partition_for_key
-from ..topology import Stream
+from ..topology import Partitioning, Stream
 
 __all__ = ["StreamTopics", "declare_stream", "counters_key_for"]
 
@@ -48,12 +51,20 @@ class StreamTopics:
     dlq_name: str
     output_partitions: int
     dlq_partitions: int
-    source: Any  # faust.TopicT over source and retry
+    source: Any  # faust.TopicT over source and retry (and repartition)
     output: Any
     dlq: Any
     table: Any  # faust.Table: per-key sequence state
     counters_table: Any  # faust.Table: per-partition counters
     counter_keys: dict[int, bytes]
+    repartition_name: str | None = None  # None: partitioning = strict
+    repartition: Any = None  # faust.TopicT, written with records moved to their key's partition
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Every topic the stream's agent reads."""
+        names = (self.source_name, self.retry_name)
+        return names + (self.repartition_name,) if self.repartition_name else names
 
     @property
     def tables(self) -> tuple[Any, Any]:
@@ -70,12 +81,14 @@ def declare_stream(app: faust.App, stream: Stream, settings: Settings, catalog: 
     dlq_name = stream.dlq_topic(prefix)
     output_partitions = catalog.for_stream(stream.name, TopicRole.OUTPUT).partitions
     dlq_partitions = catalog.for_stream(stream.name, TopicRole.DLQ).partitions
+    repartition_name = stream.repartition_topic(prefix) if stream.partitioning is Partitioning.REPARTITION else None
+    inputs = (source_name, retry_name) + ((repartition_name,) if repartition_name else ())
     raw: dict[str, Any] = dict(key_serializer="raw", value_serializer="raw")
     return StreamTopics(
         stream=stream, partitions=partitions,
         source_name=source_name, retry_name=retry_name, output_name=output_name, dlq_name=dlq_name,
         output_partitions=output_partitions, dlq_partitions=dlq_partitions,
-        source=app.topic(source_name, retry_name, partitions=partitions, **raw),
+        source=app.topic(*inputs, partitions=partitions, **raw),
         output=app.topic(output_name, partitions=output_partitions, **raw),
         dlq=app.topic(dlq_name, partitions=dlq_partitions, **raw),
         table=app.Table(
@@ -89,4 +102,6 @@ def declare_stream(app: faust.App, stream: Stream, settings: Settings, catalog: 
             help=f"per-partition counters of {stream.name}",
         ),
         counter_keys={p: counters_key_for(stream.name, p, partitions) for p in range(partitions)},
+        repartition_name=repartition_name,
+        repartition=app.topic(repartition_name, partitions=partitions, **raw) if repartition_name else None,
     )

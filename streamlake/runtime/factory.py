@@ -111,8 +111,8 @@ class StreamLakeApp(faust.App):
             binding = StreamBinding(self, topics, self.streamlake_settings, self.record_path)
             self.bindings.append(binding)
             if self.record_path is RecordPath.FAST:
-                self.fast_bindings[topics.source_name] = binding
-                self.fast_bindings[topics.retry_name] = binding
+                for name in topics.input_names:
+                    self.fast_bindings[name] = binding
         self.dlq_agents = bind_dlq_agents(self, streams, self.streamlake_settings, self.catalog)
 
 

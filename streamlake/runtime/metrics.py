@@ -64,11 +64,16 @@ class StreamLakeCollector(Collector):
                                          labels=["stream", "class"])
         gaps = CounterMetricFamily("streamlake_gaps", "Sequence gaps opened, filled and forgotten (state bound).",
                                    labels=["stream", "event"])
+        repartitioned = CounterMetricFamily(
+            "streamlake_records_repartitioned",
+            "Source records on another partition than their key's, moved there through the repartition topic.",
+            labels=["stream"])
         for binding in self.app.bindings:
             name = binding.stream.name
             c = binding.counters
             records_in.add_metric([name], c.records_in)
             forwarded.add_metric([name], c.forwarded)
+            repartitioned.add_metric([name], c.repartitioned)
             for cls, n in sorted(c.dropped_by_class.items()):
                 dropped.add_metric([name, cls], n)
             for reason, n in sorted(c.dlq_by_reason.items()):
@@ -79,7 +84,7 @@ class StreamLakeCollector(Collector):
                 violations.add_metric([name, cls], c.classes.get(cls, 0))
             for event, n in (("opened", c.gaps_opened), ("filled", c.gaps_filled), ("forgotten", c.gaps_forgotten)):
                 gaps.add_metric([name, event], n)
-        yield from (records_in, forwarded, dropped, dlq, classes, violations, gaps)
+        yield from (records_in, forwarded, dropped, dlq, classes, violations, gaps, repartitioned)
 
     def _consumer_metrics(self) -> Iterator[Metric]:
         app = self.app
@@ -113,7 +118,7 @@ class StreamLakeCollector(Collector):
 def _source_topics(app: StreamLakeApp) -> set[str]:
     names: set[str] = set()
     for binding in app.bindings:
-        names.update((binding.source_name, binding.retry_name))
+        names.update(binding.topics.input_names)
     return names
 
 

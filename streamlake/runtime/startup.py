@@ -31,7 +31,7 @@ async def prepare_worker(settings: Settings, catalog: Catalog, tables: Iterable[
     if missing:
         await create_topics(settings, missing)
         log.info("created topics from the catalog: %s", ", ".join(t.name for t in missing))
-    sources = [t for t in catalog.topics if t.role in (TopicRole.SOURCE, TopicRole.RETRY)]
+    sources = [t for t in catalog.topics if t.role in (TopicRole.SOURCE, TopicRole.RETRY, TopicRole.REPARTITION)]
     changelogs = {t.name: t.partitions for t in wanted if t.role is None}
     problems = [
         f"changelog {name} has {counts[name]} partitions, its table {wanted_n}"
