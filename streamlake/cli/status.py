@@ -1,4 +1,5 @@
-"""``streamlake status``: the group, its members and assignments, lag per partition, DLQ depth, the lake."""
+"""``streamlake status``: the group, its members and assignments, lag per partition, DLQ depth, stream totals,
+the lake."""
 
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ def render_status(status: GroupStatus) -> str:
                  p.owner or "-"]
                 for p in status.lags]
         lines += ["", table(rows, ["topic", "partition", "committed", "end", "lag", "owner"])]
+    if status.streams:
+        rows = [[name, t["records_in"], t["forwarded"], t["dropped"], t["dlq"], t.get("repartitioned", 0)]
+                for name, t in sorted(status.streams.items())]
+        lines += ["", table(rows, ["stream", "in", "forwarded", "dropped", "dlq", "repartitioned"])]
     if status.dlq:
         lines += ["", table([[d.topic, d.depth, d.partitions] for d in status.dlq], ["dlq topic", "depth", "partitions"])]
     if status.missing_topics:
@@ -58,7 +63,7 @@ def status(as_json: bool) -> None:
     """Show the consumer group's state, members and assignments, lag per partition and DLQ depth."""
     settings = load_settings()
     catalog = load_catalog(settings, discover_streams(settings.topologies_dir))
-    result = asyncio.run(read_group_status(settings, catalog))
+    result = asyncio.run(read_group_status(settings, catalog, with_totals=True))
     from ..lake.status import read_lake_status, render_lake_status  # the lake section (docs/LAKE.md)
 
     lake = asyncio.run(read_lake_status(settings))

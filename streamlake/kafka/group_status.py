@@ -108,6 +108,8 @@ class GroupStatus:
     lags: tuple[PartitionLag, ...]
     dlq: tuple[DlqDepth, ...]
     missing_topics: tuple[str, ...] = ()
+    #: stream -> totals from its counters changelog (records_in, forwarded, dropped, dlq, repartitioned, ...)
+    streams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def total_lag(self, topics: Iterable[str] | None = None) -> int:
         """Sum of lag over *topics* (all observed topics by default)."""
@@ -119,7 +121,8 @@ class GroupStatus:
         return {"group": self.group, "state": self.state, "protocol": self.protocol,
                 "members": [m.as_dict() for m in self.members],
                 "lag": [p.as_dict() for p in self.lags], "total_lag": self.total_lag(),
-                "dlq": [d.as_dict() for d in self.dlq], "missing_topics": list(self.missing_topics)}
+                "dlq": [d.as_dict() for d in self.dlq], "missing_topics": list(self.missing_topics),
+                "streams": {name: dict(totals) for name, totals in self.streams.items()}}
 
 
 def _decode_assignment(raw: bytes) -> tuple[tuple[str, int], ...]:
@@ -129,8 +132,11 @@ def _decode_assignment(raw: bytes) -> tuple[tuple[str, int], ...]:
     return tuple(sorted((topic, p) for topic, parts in decoded.assignment for p in parts))
 
 
-async def read_group_status(settings: Settings, catalog: Catalog) -> GroupStatus:
-    """Describe the app's consumer group, its lag per partition and its DLQ depths.
+async def read_group_status(settings: Settings, catalog: Catalog, with_totals: bool = False) -> GroupStatus:
+    """Describe the app's consumer group: lag per partition, DLQ depths and, *with_totals*, stream totals.
+
+    Totals come from each stream's counters changelog (records in, forwarded,
+    dropped, dlq, repartitioned, ...), so they cover every worker and restart.
 
     Lag covers the catalog topics the ingestion and DLQ agents consume
     (source, retry, repartition, DLQ). A catalog topic missing on the broker is listed in
@@ -160,7 +166,12 @@ async def read_group_status(settings: Settings, catalog: Catalog) -> GroupStatus
         for name in dlq_names if name in meta
     )
     missing = tuple(t.name for t in catalog.topics if t.name not in meta)
-    return GroupStatus(group, state, protocol, members, lags, dlq, missing)
+    totals: dict[str, Mapping[str, Any]] = {}
+    if with_totals:
+        sources = {t.stream: t.name for t in catalog.topics if t.role is TopicRole.SOURCE}
+        async with CountersReader(settings, sources) as reader:
+            totals = {stream: counters.to_dict() for stream, counters in (await reader.poll()).items()}
+    return GroupStatus(group, state, protocol, members, lags, dlq, missing, totals)
 
 
 async def _describe(admin: Any, group: str) -> tuple[str, str, tuple[MemberInfo, ...]]:

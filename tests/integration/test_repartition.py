@@ -21,6 +21,7 @@ from streamlake.core.dlq import H
 from streamlake.dlq_ops import RedriveMode, redrive_dlq
 from streamlake.dlq_policy import DlqFilter
 from streamlake.kafka.admin import apply_catalog
+from streamlake.kafka.group_status import read_group_status
 from streamlake.partitioner import partition_for_key
 from streamlake.producer import find_stream
 
@@ -73,6 +74,19 @@ async def test_real_clients_are_forwarded_in_per_key_order_with_nothing_in_the_d
     assert by_client["jv"] == 0 and by_client["ck"] > 0 and by_client["kc"] > 0
     c = wait_for(lambda: (c := counters(worker))["forwarded"] >= total and c, timeout=60, what="counters")
     assert (c["forwarded"], c["dlq"], c["repartitioned"]) == (total, 0, moved)
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/metrics", timeout=10) as resp:
+        assert f'streamlake_records_repartitioned_total{{stream="sales.orders"}} {float(moved)}' in resp.read().decode()
+    settings = test_env.settings()
+    catalog = load_catalog(settings, [find_stream(settings, "sales.orders")])
+
+    async def status_totals() -> dict:
+        return (await read_group_status(settings, catalog, with_totals=True)).streams["sales.orders"]
+
+    deadline = asyncio.get_running_loop().time() + 60
+    while (totals := await status_totals())["forwarded"] < total:  # the changelog is written at each commit
+        assert asyncio.get_running_loop().time() < deadline, totals
+        await asyncio.sleep(0.5)
+    assert totals["repartitioned"] == moved
 
 
 async def test_a_partitioner_switch_mid_stream_shows_as_ordering_classes_not_silent_reordering(
