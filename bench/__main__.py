@@ -86,6 +86,8 @@ def parser() -> argparse.ArgumentParser:
     fo.add_argument("--failover-rate", type=int, default=2000, help="records/s offered during failover (default 2000)")
     pr = p.add_argument_group("producer")
     pr.add_argument("--producer-records", type=int, default=100_000, help="records per run (default 100000)")
+    pr.add_argument("--part", choices=("sdk", "repartition", "both"), default="both",
+                    help="sdk: SDK vs raw producer loop; repartition: moved vs direct worker path (default both)")
     la = p.add_argument_group("landing (also takes --partitions and --keys)")
     la.add_argument("--landing-records", type=int, default=200_000, help="records in the valid topic (default 200k)")
     la.add_argument("--commit-interval", type=float, default=2.0, help="seconds between table commits (default 2)")
@@ -131,9 +133,14 @@ def main(argv: list[str] | None = None) -> int:
             sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
             report = asyncio.run(measure_seek(url, sizes, args.partitions, args.lookups, say))
         elif args.command == "producer":
-            from .producer import measure_producer
-            report = asyncio.run(measure_producer(url, args.producer_records, args.keys, args.partitions,
-                                                  args.repeat, say))
+            from .producer import measure_producer, measure_repartition
+            report = {}
+            if args.part in ("sdk", "both"):
+                report["sdk"] = asyncio.run(measure_producer(url, args.producer_records, args.keys, args.partitions,
+                                                             args.repeat, say))
+            if args.part in ("repartition", "both"):
+                report["repartition"] = asyncio.run(measure_repartition(
+                    url, args.producer_records, args.keys, args.partitions, args.repeat, say))
         elif args.command == "recovery":
             from .recovery import measure_recovery, print_recovery
             report = asyncio.run(measure_recovery(url, args.tracked_keys, args.stores or ("memory", "rocksdb"),
@@ -165,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_producer(report: dict, markdown: bool) -> None:
-    from .producer import print_producer
-    print_producer(report, markdown)
+    from .producer import print_producer, print_repartition
+    if "sdk" in report:
+        print_producer({"command": report["command"], **report["sdk"]}, markdown)
+    if "repartition" in report:
+        print_repartition(report["repartition"], markdown)
 
 
 if __name__ == "__main__":
