@@ -34,7 +34,7 @@ from .kafka.group_status import CountersReader, read_group_status
 from .kafka.sample_producer import produce_sample
 from .lake.reconcile import LakeReconciliation, reconcile_lake, table_rows
 from .sample import Reconciliation, SampleMix, SampleSummary, counters_delta, generate_sample
-from .topology import Stream, discover_streams
+from .topology import Partitioning, Stream, discover_streams
 
 __all__ = ["DemoOptions", "DemoProgress", "DemoResult", "run_demo", "WorkerGroup", "find_free_port_block"]
 
@@ -308,6 +308,11 @@ async def _wait_idle(settings: Settings, catalog: Catalog, topics: set[str], wit
         await asyncio.sleep(0.5)
 
 
+def _misroutable(stream: Stream, partitions: int) -> bool:
+    """Whether the sample may include wrong-partition records: malformed only for strict streams."""
+    return partitions > 1 and stream.partitioning is Partitioning.STRICT
+
+
 async def _load_and_watch(settings: Settings, stream: Stream, partitions: int, options: DemoOptions,
                           workers: WorkerGroup, show: Callable[[DemoProgress], None] | None,
                           timings: dict[str, float], live: _Live) -> None:
@@ -319,7 +324,7 @@ async def _load_and_watch(settings: Settings, stream: Stream, partitions: int, o
         baseline = (await reader.poll())[stream.name]
         produced = [0]
         records = generate_sample(options.events, options.keys, SampleMix(bad=options.bad_ratio), options.seed,
-                                  key_prefix=f"ord-{secrets.token_hex(3)}", misroute=partitions > 1)
+                                  key_prefix=f"ord-{secrets.token_hex(3)}", misroute=_misroutable(stream, partitions))
         t0 = time.monotonic()
         live.summary = SampleSummary()
         producer = asyncio.create_task(produce_sample(

@@ -31,6 +31,7 @@ XDIST_GROUPS = {
     "tests/integration/test_partitioner_parity.py": "jvm",
     # one xdist worker, hence one secured three-node cluster (a session fixture) for both modules
     "tests/cluster/test_secured_cluster.py": "cluster", "tests/cluster/test_cluster_faults.py": "cluster",
+    "tests/faults/test_repartition_crash.py": "workers", "tests/integration/test_repartition.py": "jvm",
 }
 
 

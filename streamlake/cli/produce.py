@@ -23,7 +23,7 @@ from ..kafka.sample_producer import produce_sample
 from ..producer import SequenceSource, find_stream
 from ..producer.files import FileFormat, ProduceSummary, default_rejects_path, format_of, run_produce_file
 from ..sample import SampleMix, SampleSummary, generate_sample
-from ..topology import Stream, discover_streams
+from ..topology import Partitioning, Stream, discover_streams
 from .output import emit, friendly_errors, json_option, table
 
 ratio = click.FloatRange(0.0, 1.0)
@@ -69,7 +69,9 @@ def produce_sample_command(stream_name: str, events: int, rate: float | None, ba
     topic = str(stream.source_topic(settings.topic_prefix))
     mix = SampleMix(bad=bad_ratio, duplicate=duplicate_ratio, gap=gap_ratio, late=late_ratio)
     prefix = key_prefix or f"ord-{secrets.token_hex(3)}"
-    records = generate_sample(events, keys, mix, seed, key_prefix=prefix, misroute=partitions > 1)
+    # wrong-partition records are malformed only for strict streams; repartition moves them
+    misroute = partitions > 1 and stream.partitioning is Partitioning.STRICT
+    records = generate_sample(events, keys, mix, seed, key_prefix=prefix, misroute=misroute)
     summary = asyncio.run(produce_sample(settings, topic, partitions, records, rate, stream.policies))
     data = {"stream": stream.name, "topic": topic, "key_prefix": prefix, "seed": seed, **summary.as_dict()}
     emit(data, as_json, lambda _: render_summary(summary, topic) + f"\nkey prefix {prefix}, seed {seed}")

@@ -168,9 +168,12 @@ class StreamBinding:
         failed: dict[Coords, DeadLetter] = {}
         backoff = Backoff()
         out_partitions = self.topics.output_partitions
+        moved_topic = self.topics.repartition_name
         while pending:
             outcomes = await self.sender.produce(self.topics.output, [
-                (f.record.partition % out_partitions, f.record.key, f.value, f.record.headers, f.record.timestamp)
+                (f.record.partition % out_partitions, f.record.key, f.value,
+                 _without_provenance(f.record.headers) if f.record.topic == moved_topic else f.record.headers,
+                 f.record.timestamp)
                 for f in pending
             ])
             retry: list[tuple[Forward, BaseException]] = []
@@ -292,6 +295,11 @@ class StreamBinding:
             headers.append((VALUE_OMITTED, str(len(value)).encode()))
             value = None
         return (rec.partition % self.topics.dlq_partitions, rec.key, value, headers, None)
+
+
+def _without_provenance(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """A repartitioned record is forwarded with its own headers only (its DLQ copy keeps the provenance)."""
+    return [h for h in headers if h[0] != REPARTITIONED_FROM]
 
 
 def _to_record(message: Any) -> SourceRecord:

@@ -147,7 +147,8 @@ CORPUS: list[Case] = [
     Case("record key with a trailing space", b"h-k13 ", obj("h-k13", 1), "key-mismatch"),
     Case("duplicate key field, the last differs from the record key", b"h-k14",
          b'{"order_id":"h-k14","order_id":"other","seq":1}', "key-mismatch"),
-    Case("keyed right but on another partition", b"h-k15", obj("h-k15", 1), "wrong-partition",
+    # partitioning=repartition (sales.orders' default): moved to its key's partition and forwarded
+    Case("keyed right but on another partition", b"h-k15", obj("h-k15", 1), FORWARD,
          partition=wrong_partition(b"h-k15")),
     # -- sequence
     Case("sequence absent", b"h-q1", b'{"order_id":"h-q1"}', "missing-sequence"),

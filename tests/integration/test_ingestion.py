@@ -48,7 +48,8 @@ SCRIPT: list[tuple[dict, str | None]] = [
     (raw(b"C", b'{"order_id": 42, "seq": 1}'), "key-wrong-type"),
     (raw(None, b'{"order_id": "C", "seq": 1}', partition=0), "missing-record-key"),
     (raw(b"D", b'{"order_id": "C", "seq": 1}'), "key-mismatch"),
-    (raw(b"C", b'{"order_id": "C", "seq": 1}', partition=wrong_partition("C")), "wrong-partition"),
+    # on another partition than its key's: moved there (partitioning=repartition) and forwarded
+    (raw(b"W", b'{"order_id": "W", "seq": 1}', partition=wrong_partition("W")), None),
     (raw(b"C", b'{"order_id": "C"}'), "missing-sequence"),
     (raw(b"C", b'{"order_id": "C", "seq": "1"}'), "invalid-sequence"),
     (raw(b"C", b'{"order_id": "C", "seq": 1.5}'), "invalid-sequence"),

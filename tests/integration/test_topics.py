@@ -56,7 +56,8 @@ class Project:
     @property
     def names(self) -> list[str]:
         base = f"{self.env.prefix}.shop.{self.dataset}"
-        return [f"{base}.raw.v1", f"{base}.valid.v1", f"{base}.raw.v1.dlq", f"{base}.raw.v1.retry"]
+        return [f"{base}.raw.v1", f"{base}.valid.v1", f"{base}.raw.v1.dlq", f"{base}.raw.v1.retry",
+                f"{base}.raw.v1.repartition"]  # partitioning=repartition, the default
 
     def write_catalog(self, partitions: int) -> None:
         (self.root / "conf" / "catalog.toml").write_text(CATALOG.format(partitions=partitions))
@@ -121,7 +122,7 @@ def test_plan_lists_creates_and_apply_creates_every_catalog_topic(project: Proje
 
     result = project.run("apply")
     assert result.exit_code == 0, result.output
-    assert "4 change(s) applied" in result.stdout
+    assert f"{len(project.names)} change(s) applied" in result.stdout
     assert counts(project) == {name: 2 for name in project.names}
     assert configs(project, project.names[0])["retention.ms"] == "3600000"
     assert configs(project, project.names[2])["retention.ms"] == "7200000"  # the DLQ keeps data longer
@@ -210,7 +211,7 @@ def test_list_and_describe_show_catalog_and_broker_state(project: Project) -> No
     assert [(r["name"], r["status"]) for r in rows] == [(n, "missing") for n in project.names]
     assert project.run("apply").exit_code == 0
     code, rows = project.run_json("list")
-    assert [r["status"] for r in rows] == ["ok"] * 4
+    assert [r["status"] for r in rows] == ["ok"] * len(project.names)
     assert project.names[0] in project.run("list").stdout
 
     code, described = project.run_json("describe", project.source)
