@@ -3,8 +3,8 @@
 * ``wait_complete`` (deferrable) waits until ``sales.orders_v1`` holds every record
   produced to ``sales.orders.raw.v1`` before the interval's end: landed, dropped as a
   duplicate, or in a DLQ (the rule is in docs/AIRFLOW.md).
-* ``daily_summary`` aggregates the interval's orders per currency with DuckDB over the
-  lake and writes them to ``sales.orders_v1_daily``, replacing that interval's rows, so
+* ``daily_summary`` aggregates the orders produced in the interval (``_kafka_timestamp``,
+  the same clock the completeness rule uses) per currency with DuckDB over the lake and writes them to ``sales.orders_v1_daily``, replacing that interval's rows, so
   a rerun leaves the same table.
 
 The schedule is a one-day data interval: a scheduled run covers one calendar day (UTC);
@@ -26,8 +26,8 @@ SELECT TIMESTAMPTZ '{{ data_interval_start.isoformat() }}' AS interval_start,
        count(*)    AS orders,
        sum(amount) AS amount
 FROM {{ params.table }}
-WHERE ts >= TIMESTAMPTZ '{{ data_interval_start.isoformat() }}'
-  AND ts <  TIMESTAMPTZ '{{ data_interval_end.isoformat() }}'
+WHERE _kafka_timestamp >= TIMESTAMPTZ '{{ data_interval_start.isoformat() }}'
+  AND _kafka_timestamp <  TIMESTAMPTZ '{{ data_interval_end.isoformat() }}'
 GROUP BY currency
 ORDER BY currency
 """
