@@ -35,6 +35,8 @@ XDIST_GROUPS = {
 }
 
 
+# First: xdist's own hook turns xdist_group marks into node ids, and reads them only once.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = Path(str(config.rootpath))
     for item in items:
