@@ -223,7 +223,8 @@ def load_settings(env: str | None = None, root: Path | None = None,
     root = root or project_root()
     path = root / "conf" / f"{env}.toml"
     if not path.is_file():
-        known = sorted(p.stem for p in (root / "conf").glob("*.toml") if p.stem != "catalog")
+        # catalog.toml and its per-environment overlays (catalog.<env>.toml) are not environments.
+        known = sorted(p.stem for p in (root / "conf").glob("*.toml") if p.stem.split(".")[0] != "catalog")
         raise ConfigError(
             f"no settings file {path} for STREAMLAKE_ENV={env!r}; "
             f"known environments: {', '.join(known) or 'none'}"

@@ -40,7 +40,7 @@ def test_a_bad_setting_is_one_error_line_and_a_non_zero_exit() -> None:
     result = streamlake("worker", STREAMLAKE_ENV="no-such-env")
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: no settings file")
-    assert "STREAMLAKE_ENV='no-such-env'" in result.stderr and "known environments: dev, test" in result.stderr
+    assert "STREAMLAKE_ENV='no-such-env'" in result.stderr and "known environments: cluster, dev, test" in result.stderr
 
 
 def test_faust_entry_point_reports_a_bad_setting_the_same_way() -> None:
