@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
-from ..catalog import Catalog, load_catalog
+from ..catalog import Catalog, TopicRole, load_catalog
 from ..config import Settings, load_settings
 from ..core.acls import acl_grants, kafka_acls_command, render_command
 from ..kafka import admin
-from ..naming import check_topic_names
+from ..naming import check_topic_names, dlq_topic_for
 from ..topic_plan import ChangeStatus, TopicPlan, topic_status
 from ..topology import discover_streams
 from .output import emit, friendly_errors, json_option, table
@@ -172,7 +172,9 @@ def acls(principal: str, bootstrap: str | None, bootstrap_controller: bool, comm
          as_json: bool) -> None:
     """Print the kafka-acls commands that let only the app's principal use its topics and groups."""
     settings, catalog = _load()
-    grants = acl_grants(principal, catalog.names, settings.app_id)
+    # the landers write records they cannot land to <valid topic>.dlq, outside the catalog
+    landing_dlqs = [dlq_topic_for(t.name) for t in catalog.topics if t.role is TopicRole.OUTPUT]
+    grants = acl_grants(principal, [*catalog.names, *landing_dlqs], settings.app_id)
     target = bootstrap or settings.bootstrap_servers
     commands = [kafka_acls_command(g, target, command_config, bootstrap_controller) for g in grants]
     emit([{**g.as_dict(), "command": c} for g, c in zip(grants, commands, strict=True)], as_json,

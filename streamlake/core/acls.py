@@ -2,10 +2,10 @@
 
 Invariants:
 
-* One principal (the app's SASL user) gets exactly what workers, DLQ agents, ``topics apply``,
-  ``replay`` and ``dlq redrive`` do, and nothing on anything else:
+* One principal (the app's SASL user) gets exactly what workers, DLQ agents, landers, the
+  producer SDK, ``topics apply``, ``replay`` and ``dlq redrive`` do, and nothing on anything else:
   the catalog's topics by literal name; the app's internal topics (``<app id>-…``: table
-  changelogs) by prefix; its consumer groups (``<app id>`` and ``<app id>-redrive-<id>``) and
+  changelogs) by prefix; its consumer groups (``<app id>``, ``<app id>-land``, ``<app id>-redrive-<id>``) and
   transactional ids (exactly_once producers, redrive) by the app-id prefix.
 * No cluster-level grant: idempotent producers need Write on a topic, not IdempotentWrite
   on the cluster (Kafka ≥ 3.0), and topics are created under a Create grant on their name.
@@ -70,7 +70,7 @@ def acl_grants(principal: str, catalog_topics: Sequence[str], app_id: str) -> tu
         raise ValueError(f"principal {principal!r} must look like User:<name> (the SASL user name)")
     return (
         AclGrant(principal, ResourceType.TOPIC, PatternType.LITERAL, tuple(catalog_topics), CATALOG_TOPIC_OPERATIONS,
-                 "the catalog's source, output, DLQ and retry topics"),
+                 "the catalog's source, output, DLQ and retry topics, and the landers' DLQ topics"),
         AclGrant(principal, ResourceType.TOPIC, PatternType.PREFIXED, (f"{app_id}-",), INTERNAL_TOPIC_OPERATIONS,
                  "the app's internal topics (table changelogs)"),
         AclGrant(principal, ResourceType.GROUP, PatternType.PREFIXED, (app_id,), GROUP_OPERATIONS,

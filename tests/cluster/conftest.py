@@ -27,6 +27,7 @@ from streamlake.kafka.client import client_kwargs
 
 from tests.cluster.certs import TestPki, make_test_pki
 from tests.kafka_fixtures import ROOT, TestBroker, TestEnv, worker_factory  # noqa: F401
+from tests.lake_fixtures import lake_env, lander_factory  # noqa: F401
 
 ACL_TOOL = "org.apache.kafka.tools.AclCommand"
 

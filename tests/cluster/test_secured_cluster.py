@@ -3,8 +3,9 @@
 One test env (its ACLs granted by running the commands ``streamlake topics acls`` prints):
 ``topics apply`` creates the catalog with replication 3 and min.insync.replicas 2, a worker
 (ingestion and DLQ agents) processes a sample load produced with acks=all and idempotence,
-``replay window`` and ``dlq redrive`` run, and the table changelogs are replicated like
-their sources. Then: a wrong password is a clear error and a non-zero exit within seconds, a
+the producer SDK sends, a lander lands the valid topic into the lake (verified: every
+record once), ``replay window`` and ``dlq redrive`` run, and the table changelogs are
+replicated like their sources. Then: a wrong password is a clear error and a non-zero exit within seconds, a
 principal without ACLs is refused, and the app's password is in no output, log or file.
 """
 
@@ -56,14 +57,36 @@ def describe(env: ClusterEnv, names: list[str]) -> dict[str, tuple[tuple[int, ..
     return out
 
 
+def _verified(env: ClusterEnv, lake_env):  # noqa: ANN202 - a VerifyReport, or None until it holds
+    from streamlake.errors import StreamLakeError
+    from streamlake.lake.verify import verify_table
+
+    try:
+        report = verify_table(env.settings(), lake_env.table, lake_env.lake)
+    except StreamLakeError:  # no table until the lander's first commit
+        return None
+    return report if report.ok and report.records > 0 and report.duplicate_rows == 0 else None
+
+
 def leaks(secret: str, text: bytes) -> list[str]:
     forms = {secret.encode(), base64.b64encode(secret.encode()), secret.encode().hex().encode(),
              repr(secret).encode()}
     return [f.decode() for f in forms if f in text]
 
 
+async def produce_with_sdk(env: ClusterEnv, count: int) -> list[tuple[int, int]]:
+    """Send *count* valid orders through the producer SDK; return (partition, offset) of each."""
+    from streamlake.producer import StreamProducer
+
+    async with StreamProducer.for_stream("sales.orders", env.settings()) as producer:
+        deliveries = [await producer.send({"order_id": f"sdk-{i % 5}", "seq": i // 5, "amount": "12.50",
+                                           "currency": "EUR", "ts": "2026-12-03T06:00:00Z"})
+                      for i in range(count)]
+        return [((d := await delivery).partition, d.offset) for delivery in deliveries]
+
+
 def test_streamlake_runs_end_to_end_on_sasl_ssl_with_only_its_acls(secured_cluster, test_env, worker_factory,
-                                                                   tmp_path):
+                                                                   lake_env, lander_factory, tmp_path):
     env, secret = test_env, secured_cluster.app_password
     source, output, dlq_topic = topics(env)
     outputs: dict[str, str] = {}
@@ -92,6 +115,13 @@ def test_streamlake_runs_end_to_end_on_sasl_ssl_with_only_its_acls(secured_clust
                    what="DLQ records on the secured cluster")
     assert out and dlq
 
+    # the producer SDK (idempotent, acks=all) and a lander, which lands the valid topic into the lake
+    sdk = asyncio.run(produce_with_sdk(env, 50))
+    assert len(set(sdk)) == 50
+    lander = lander_factory("secured-lander")
+    landed = wait_for(lambda: _verified(env, lake_env), timeout=180, what="the lake to hold every valid record")
+    print(f"[secured] producer SDK sent {len(sdk)}; lake verify: {landed.as_dict()}", flush=True)
+
     # changelogs are replicated like their sources
     changelog = f"{env.app_id}-{source}.seq-changelog"
     (replicas, config) = describe(env, [changelog])[changelog]
@@ -110,6 +140,7 @@ def test_streamlake_runs_end_to_end_on_sasl_ssl_with_only_its_acls(secured_clust
     assert redrive.returncode == 0, redrive.stderr
     print(f"[secured] replay window: {window.stdout.strip()[:300]}\n[secured] dlq redrive: "
           f"{redrive.stdout.strip()[:300]}", flush=True)
+    assert lander.proc.poll() is None, lander.log()[-3000:]
     status = run_cli(env, "status", "--json")
     outputs["status --json"] = status.stdout + status.stderr
     assert status.returncode == 0, status.stderr
@@ -142,8 +173,9 @@ def test_streamlake_runs_end_to_end_on_sasl_ssl_with_only_its_acls(secured_clust
     wait_for(lambda: intruder_worker.proc.poll() is not None, timeout=90, what="the intruder's worker to exit")
     assert intruder_worker.proc.returncode != 0 and "Authorization" in intruder_worker.log()
 
-    # the app's password is in no output, log or file (worker data dirs, the cluster's data dir)
+    # the app's password is in no output, log or file (worker data dirs, the lake, the cluster's data dir)
     worker.stop(timeout=30)
+    lander.stop(timeout=30)
     for name, text in outputs.items():
         assert not leaks(secret, text.encode()), f"`streamlake {name}` printed the password"
     roots = [Path(env.tmp), tmp_path, Path(secured_cluster.data_dir)]
