@@ -1,4 +1,4 @@
-"""``streamlake topics check`` needs no broker: exit codes and one line per bad name."""
+"""``streamlake topics check`` and ``topics acls`` need no broker: exit codes, one line per bad name, the grants."""
 
 from __future__ import annotations
 
@@ -45,3 +45,14 @@ def test_plan_against_an_unreachable_broker_says_what_to_do(monkeypatch) -> None
     result = CliRunner().invoke(topics, ["plan"])
     assert result.exit_code == 1
     assert "cannot reach Kafka at 127.0.0.1:1" in result.stderr and "streamlake broker start" in result.stderr
+
+
+def test_acls_grant_the_landers_dlq_topics_with_the_catalog_topics(monkeypatch) -> None:
+    monkeypatch.setenv("STREAMLAKE_ENV", "cluster")
+    result = CliRunner().invoke(topics, ["acls", "--principal", "User:ingest", "--json"])
+    assert result.exit_code == 0, result.output
+    literal = [g for g in orjson.loads(result.output) if g["pattern_type"] == "literal"]
+    assert len(literal) == 1
+    names = literal[0]["names"]
+    assert "sales.orders.valid.v1.dlq" in names and "sales.orders.raw.v1" in names
+    assert "sales.orders.raw.v1.dlq.dlq" not in names  # only outputs are landed
