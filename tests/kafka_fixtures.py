@@ -103,6 +103,7 @@ class WorkerProcess:
     proc: subprocess.Popen
     log_path: Path
     web_port: int
+    kind: str = "process"  # worker, lander: names are numbered per kind
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -128,36 +129,62 @@ class WorkerProcess:
                 self.kill()
 
 
+class ProcessFactory:
+    """Start a test's StreamLake processes (workers, landers) from one Python; :meth:`stop_all` at the end.
+
+    Every process gets a free web port and a data dir of its own under the test's tmp.
+    """
+
+    def __init__(self, env: TestEnv, python: str | Path = sys.executable, ready_timeout: float = 120.0) -> None:
+        self.env = env
+        self.python = str(python)
+        self.ready_timeout = ready_timeout
+        self.started: list[WorkerProcess] = []
+
+    def start(self, name: str, args: list[str], wait: bool = True, web_host: bool = True,
+              **env_overrides: str) -> WorkerProcess:
+        port = local.free_port()
+        log_path = self.env.tmp / f"{name}.log"
+        env = self.env.environ(STREAMLAKE_WEB_PORT=str(port), STREAMLAKE_DATADIR=str(self.env.tmp / f"{name}-data"),
+                               **env_overrides)
+        web_args = ["--web-port", str(port)] + (["--web-host", "127.0.0.1"] if web_host else [])
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen([self.python, *args, *web_args], cwd=ROOT, env=env, stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        process = WorkerProcess(name, proc, log_path, port)
+        self.started.append(process)
+        if wait:
+            process.wait_ready(self.ready_timeout)
+        return process
+
+    def worker(self, name: str | None = None, wait: bool = True, **env_overrides: str) -> WorkerProcess:
+        """``faust -A streamlake.app worker`` in the test's group."""
+        name = name or f"w{sum(1 for p in self.started if p.kind == 'worker')}"
+        process = self.start(name, ["-m", "faust", "-A", "streamlake.app", "worker", "-l", "info"], wait,
+                             **env_overrides)
+        process.kind = "worker"
+        return process
+
+    def lander(self, name: str | None = None, wait: bool = True, loglevel: str = "info",
+               **env_overrides: str) -> WorkerProcess:
+        """``streamlake land`` in the test's lander group."""
+        name = name or f"lander{sum(1 for p in self.started if p.kind == 'lander')}"
+        process = self.start(name, ["-m", "streamlake", "land", "-l", loglevel], wait, web_host=False,
+                             **env_overrides)
+        process.kind = "lander"
+        return process
+
+    def stop_all(self, timeout: float = 30.0) -> None:
+        for process in self.started:
+            process.stop(timeout=timeout)
+
+
 @pytest.fixture
 def worker_factory(test_env: TestEnv) -> Iterator[Callable[..., WorkerProcess]]:
     """Start ``faust -A streamlake.app worker`` processes in the test's group."""
-    workers: list[WorkerProcess] = []
-
-    def start(name: str | None = None, wait: bool = True, **env_overrides: str) -> WorkerProcess:
-        name = name or f"w{len(workers)}"
-        port = local.free_port()
-        log_path = test_env.tmp / f"{name}.log"
-        env = test_env.environ(
-            STREAMLAKE_WEB_PORT=str(port),
-            STREAMLAKE_DATADIR=str(test_env.tmp / f"{name}-data"),
-            **env_overrides,
-        )
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "faust", "-A", "streamlake.app", "worker", "-l", "info",
-                 "--web-port", str(port), "--web-host", "127.0.0.1"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        worker = WorkerProcess(name, proc, log_path, port)
-        workers.append(worker)
-        if wait:
-            worker.wait_ready()
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.stop(timeout=30)
+    factory = ProcessFactory(test_env)
+    yield factory.worker
+    factory.stop_all()
 
 
 # -- creating, producing and reading back ---------------------------------------

@@ -6,17 +6,14 @@ Every test gets its own topic prefix and app id (from ``test_env``), so its tabl
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from streamlake.broker import local
 from streamlake.lake.settings import LakeSettings, load_lake_settings
 
-from tests.kafka_fixtures import ROOT, TestEnv, WorkerProcess, wait_for
+from tests.kafka_fixtures import ProcessFactory, TestEnv, WorkerProcess, wait_for
 
 
 @dataclass
@@ -50,29 +47,9 @@ def lake_env(test_env: TestEnv) -> LakeEnv:
 @pytest.fixture
 def lander_factory(lake_env: LakeEnv) -> Iterator[Callable[..., WorkerProcess]]:
     """Start ``streamlake land`` processes in the test's lander group; all stopped at the end."""
-    landers: list[WorkerProcess] = []
-
-    def start(name: str | None = None, wait: bool = True, loglevel: str = "info",
-              **env_overrides: str) -> WorkerProcess:
-        name = name or f"lander{len(landers)}"
-        port = local.free_port()
-        log_path = lake_env.env.tmp / f"{name}.log"
-        env = lake_env.env.environ(**env_overrides)
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlake", "land", "-l", loglevel, "--web-port", str(port)],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        lander = WorkerProcess(name, proc, log_path, port)
-        landers.append(lander)
-        if wait:
-            lander.wait_ready()
-        return lander
-
-    yield start
-    for lander in landers:
-        lander.stop(timeout=30)
+    factory = ProcessFactory(lake_env.env)
+    yield factory.lander
+    factory.stop_all()
 
 
 def wait_rows(lake_env: LakeEnv, rows: int, timeout: float = 90.0) -> int:

@@ -71,7 +71,7 @@ class _StreamLakeSensor(BaseSensorOperator):
         """Check the arguments before waiting: bad input fails at once."""
 
     def poke(self, context: Context) -> Any:
-        # one trigger for every poke of this try, so the completeness barrier stays fixed
+        # one trigger for every poke of this try, so the completeness bounds stay fixed
         trigger = self._poke_trigger = self._poke_trigger or self.make_trigger(time.time())
         deployment = StreamLakeHook(self.streamlake_conn_id).get_deployment()
         try:
@@ -152,7 +152,7 @@ class DlqDepthSensor(_StreamLakeSensor):
 
 
 class ConsumerLagSensor(_StreamLakeSensor):
-    """Wait until the ingestion group's lag (source and retry topics; one stream or all) is at most ``max_lag``."""
+    """Wait until the ingestion group's lag (source, retry and repartition topics; one stream or all) is at most ``max_lag``."""
 
     template_fields: Sequence[str] = ("stream",)
 

@@ -82,7 +82,7 @@ class StreamLakeTrigger(BaseTrigger):
 # -- lake completeness -------------------------------------------------------------------------------
 
 async def lake_completeness(deployment: Deployment, table: str, until_ms: int, grace_ms: int = 0,
-                            barrier: Mapping[int, int] | None = None) -> CompletenessReport:
+                            bounds: Mapping[str, Mapping[int, int]] | None = None) -> CompletenessReport:
     """Judge *table* at *until_ms* (the lake names the stream and reads the landed offsets)."""
     from ..lake.info import resolve_target
 
@@ -95,7 +95,7 @@ async def lake_completeness(deployment: Deployment, table: str, until_ms: int, g
         return offsets
 
     return await check_lake_complete(settings, target.stream, target.name, until_ms, landed=landed,
-                                     barrier=barrier, grace_ms=grace_ms)
+                                     bounds=bounds, grace_ms=grace_ms)
 
 
 def _landed_offsets(settings: Settings, lake: Any, target: Any) -> Mapping[int, int]:
@@ -111,8 +111,9 @@ def _landed_offsets(settings: Settings, lake: Any, target: Any) -> Mapping[int, 
 class LakeCompleteTrigger(StreamLakeTrigger):
     """Fires when the table holds every record produced to its source before ``until_ms``.
 
-    The landing barrier of the first check that found ingestion through is kept
-    for later checks, so the wait ends once landing reaches it.
+    Each hop's bounds (the source's time-index bounds, then the barriers of the
+    repartition and valid topics) are kept from the check that took them, so the
+    wait ends once the readers reach them.
     """
 
     def __init__(self, *, table: str, until_ms: int, grace_ms: int = 0, **kwargs: Any) -> None:
@@ -120,16 +121,15 @@ class LakeCompleteTrigger(StreamLakeTrigger):
         self.table = table
         self.until_ms = until_ms
         self.grace_ms = grace_ms
-        self._barrier: dict[int, int] | None = None
+        self._bounds: dict[str, dict[int, int]] = {}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("streamlake.airflow.triggers.LakeCompleteTrigger",
                 {"table": self.table, "until_ms": self.until_ms, "grace_ms": self.grace_ms, **self._common()})
 
     async def check(self, deployment: Deployment) -> tuple[bool, dict[str, Any], str]:
-        report = await lake_completeness(deployment, self.table, self.until_ms, self.grace_ms, self._barrier)
-        if self._barrier is None:
-            self._barrier = report.barrier
+        report = await lake_completeness(deployment, self.table, self.until_ms, self.grace_ms, self._bounds)
+        self._bounds = report.bounds  # the kept ones, plus any taken by this check
         return report.complete, report.as_dict(), report.describe()
 
 
@@ -171,13 +171,19 @@ class DlqDepthTrigger(StreamLakeTrigger):
 
 # -- consumer lag ------------------------------------------------------------------------------------
 
+#: What ingestion reads: a record held in the retry or repartition topic is not consumed yet.
+_INGESTED = (TopicRole.SOURCE, TopicRole.RETRY, TopicRole.REPARTITION)
+
+
 async def consumer_lag(settings: Settings, max_lag: int, stream: str | None) -> tuple[bool, dict[str, Any], str]:
-    """The ingestion group's lag on the streams' source and retry topics against *max_lag*."""
+    """The ingestion group's lag on the streams' source, retry and repartition topics against *max_lag*."""
     streams = discover_streams(settings.topologies_dir)
     catalog = load_catalog(settings, streams)
     status = await await_library(read_group_status, settings, catalog)
     names = [s.name for s in streams] if stream is None else [stream]
-    topics = {catalog.for_stream(n, role).name for n in names for role in (TopicRole.SOURCE, TopicRole.RETRY)}
+    for name in names:
+        catalog.for_stream(name, TopicRole.SOURCE)  # an unknown stream is an error that names it
+    topics = {t.name for t in catalog.topics if t.stream in names and t.role in _INGESTED}
     lag = status.total_lag(topics)
     partitions = [p.as_dict() for p in status.lags if p.topic in topics]
     summary = f"group {status.group} ({status.state}) has lag {lag} on {', '.join(sorted(topics))}; max {max_lag}"

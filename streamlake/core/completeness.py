@@ -9,19 +9,28 @@ offsets its reader has accounted for (docs/AIRFLOW.md gives the argument):
    but only once the wall clock has passed ``until`` (plus a grace period for
    producers that stamp their own time): before that more records may come.
    The ingestion group's committed offset at or past the bound means every
-   record below it was forwarded, dropped as a duplicate, or dead-lettered, and
-   that those sends were acknowledged before the commit.
-2. **valid** (the output topic), read by landing. Its bounds are a *barrier*: its
-   end offsets read after hop 1 was seen complete. Every forward of a record
-   below the hop-1 bounds was acknowledged before the commit that hop 1 saw, so
-   it sits below the barrier. The table's landed offsets (the next offset per
-   partition, committed with the data) at or past the barrier mean each of
-   those records is a row, was dropped at landing as a duplicate ``(_key, _seq)``,
-   or went to the landing DLQ.
+   record below it was forwarded, dropped as a duplicate, dead-lettered, or
+   (``partitioning = repartition``) moved to the repartition topic, and that
+   those sends were acknowledged before the commit.
+2. **repartition** (``<source>.repartition``, repartition streams only), read by
+   ingestion again (the same group). Its bounds are a *barrier*: its end offsets
+   read after hop 1 was seen complete, so every move of a record below the
+   hop-1 bounds sits below them. The group's committed offsets there at or past
+   the barrier mean each moved record was forwarded, dropped or dead-lettered,
+   acknowledged before that commit.
+3. **valid** (the output topic), read by landing. Its barrier is its end offsets
+   read after every earlier hop was seen complete: each forward those hops
+   account for was acknowledged before a commit already seen, so it sits below
+   the barrier. The table's landed offsets (the next offset per partition,
+   committed with the data) at or past the barrier mean each of those records
+   is a row, was dropped at landing as a duplicate ``(_key, _seq)``, or went to
+   the landing DLQ.
 
-A barrier is conservative (it may also wait for records after ``until``) but
-it is fixed once taken, so a caller that keeps it converges as soon as landing
-catches up. Pure: no Kafka, no lake imports.
+Bounds are taken once and then kept (:attr:`CompletenessReport.bounds`): a
+barrier is conservative (it may also wait for records after ``until``) but
+fixed, so a caller that keeps the bounds converges as soon as the readers catch
+up. A hop's bounds are taken only after every earlier hop was seen complete.
+Pure: no Kafka, no lake imports.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ class Phase(enum.Enum):
     """How far a table is from complete up to ``until``."""
 
     WAITING_FOR_TIME = "waiting-for-time"  # until (plus grace) is still ahead of the clock
-    INGESTING = "ingesting"                # ingestion has not committed past the source bounds
+    INGESTING = "ingesting"                # ingestion has not committed past the source (or repartition) bounds
     LANDING = "landing"                    # landing has not reached the valid-topic barrier
     COMPLETE = "complete"
 
@@ -100,10 +109,9 @@ class CompletenessReport:
         return self.phase is Phase.COMPLETE
 
     @property
-    def barrier(self) -> dict[int, int] | None:
-        """The landing barrier (valid-topic bounds), once ingestion is through."""
-        landing = [h for h in self.hops if h.reader == "landing"]
-        return {p.partition: p.bound for p in landing[0].partitions} if landing else None
+    def bounds(self) -> dict[str, dict[int, int]]:
+        """Every hop's bounds taken so far, per topic: pass them to the next check to keep them fixed."""
+        return {h.topic: {p.partition: p.bound for p in h.partitions} for h in self.hops}
 
     def describe(self) -> str:
         """One line for a log or an error message: what is missing and where."""
@@ -120,7 +128,7 @@ class CompletenessReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"table": self.table, "until_ms": self.until_ms, "checked_at_ms": self.checked_at_ms,
-                "phase": self.phase.value, "complete": self.complete, "barrier": self.barrier,
+                "phase": self.phase.value, "complete": self.complete, "bounds": self.bounds,
                 "hops": [h.as_dict() for h in self.hops], "summary": self.describe()}
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.kafka_fixtures import ROOT, TestEnv
+from tests.kafka_fixtures import ROOT, ProcessFactory, TestEnv, WorkerProcess
 
 __all__ = ["DagResult", "Pipeline", "load_dag", "order", "pipeline", "run_dag", "source_partitions", "streamlake_conn"]
 
@@ -81,38 +81,17 @@ def run_dag(dag: Any, logical_date: datetime, conf: dict[str, Any] | None = None
 WORKER_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
-@dataclass
-class Pipeline:
-    """Start workers and landers of the test's app, from the worker's virtualenv."""
+class Pipeline(ProcessFactory):
+    """Workers and landers of the test's app, run from the worker's virtualenv (Airflow's has no Faust worker)."""
 
-    env: TestEnv
-    started: list[Any]
+    def __init__(self, env: TestEnv) -> None:
+        super().__init__(env, python=WORKER_PYTHON, ready_timeout=180)
 
-    def start_worker(self, name: str = "w0", wait: bool = True) -> Any:
-        return self._start(name, ["-m", "faust", "-A", "streamlake.app", "worker", "-l", "info"], wait)
+    def start_worker(self, name: str = "w0", wait: bool = True) -> WorkerProcess:
+        return self.worker(name, wait)
 
-    def start_lander(self, name: str = "lander0", wait: bool = True) -> Any:
-        return self._start(name, ["-m", "streamlake", "land", "-l", "info"], wait, web_host=False)
-
-    def _start(self, name: str, args: list[str], wait: bool, web_host: bool = True) -> Any:
-        import subprocess
-
-        from streamlake.broker import local
-
-        from tests.kafka_fixtures import WorkerProcess
-
-        port = local.free_port()
-        log_path = self.env.tmp / f"{name}.log"
-        environ = self.env.environ(STREAMLAKE_WEB_PORT=str(port), STREAMLAKE_DATADIR=str(self.env.tmp / f"{name}-data"))
-        web_args = ["--web-port", str(port)] + (["--web-host", "127.0.0.1"] if web_host else [])
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen([str(WORKER_PYTHON), *args, *web_args], cwd=ROOT, env=environ, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        process = WorkerProcess(name, proc, log_path, port)
-        self.started.append(process)
-        if wait:
-            process.wait_ready(timeout=180)
-        return process
+    def start_lander(self, name: str = "lander0", wait: bool = True) -> WorkerProcess:
+        return self.lander(name, wait)
 
 
 @pytest.fixture
@@ -126,10 +105,9 @@ def pipeline(streamlake_conn: TestEnv) -> Iterator[Pipeline]:
 
     settings = streamlake_conn.settings()
     asyncio.run(apply_catalog(settings, load_catalog(settings, discover_streams(settings.topologies_dir))))
-    running = Pipeline(streamlake_conn, [])
+    running = Pipeline(streamlake_conn)
     yield running
-    for process in running.started:
-        process.stop(timeout=30)
+    running.stop_all()
 
 
 def order(key: str, seq: int, ts_ms: int, amount: str = "10.00", currency: str = "EUR") -> dict[str, Any]:

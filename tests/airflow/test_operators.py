@@ -1,4 +1,4 @@
-"""Operators run twice with dag.test(): topics apply converges, a reset finds its target; active groups refused."""
+"""Operators run twice with dag.test(): topics apply converges, a reset finds its target; an active group is refused."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import asyncio
 import threading
 from datetime import UTC, datetime
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 from airflow.sdk import DAG
+from airflow.sdk.exceptions import AirflowFailException
 from streamlake.airflow.operators import ResetOffsetsOperator, TopicsApplyOperator
 
 from tests.airflow.support import run_dag
@@ -75,7 +77,14 @@ def test_topics_apply_and_offset_reset_are_idempotent_and_an_active_group_is_ref
     try:
         wait_for(member.joined.is_set, timeout=60, what="a member to join the group")
         refused = run_dag(dag, DAY)
+        # the message the task fails with (Airflow's task log is not captured here): StreamLake's own
+        with pytest.raises(AirflowFailException) as failure:
+            dag.get_task("reset").execute({})
     finally:
         member.stop()
     assert refused.tasks["apply"] == "success" and refused.tasks["reset"] == "failed"
     assert "reset" not in refused.xcom
+    message = str(failure.value)
+    assert message.startswith(f"reset: consumer group {env.app_id!r} is ")
+    assert "with 1 active member(s); offsets can only be reset while the group is inactive" in message
+    assert "Stop its workers first" in message

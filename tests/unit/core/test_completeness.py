@@ -1,4 +1,4 @@
-"""The completeness rule: bounds from the time index, ingestion then landing, the barrier."""
+"""The completeness rule: bounds from the time index, ingestion (source, repartition) then landing, the barriers."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_ingestion_through_but_landing_short_of_the_barrier_is_landing():
     landing = judge_hop("v", "landing", {0: 9, 1: 3}, {0: 9, 1: 1}, {0: 0, 1: 0})
     report = judge_completeness("t", 1_000, 2_000, (ingestion, landing))
     assert report.phase is Phase.LANDING and not report.complete
-    assert report.barrier == {0: 9, 1: 3}
+    assert report.bounds == {"s": {0: 10}, "v": {0: 9, 1: 3}}
 
 
 def test_complete_only_with_a_landing_hop_at_or_past_the_barrier():
@@ -43,3 +43,23 @@ def test_complete_only_with_a_landing_hop_at_or_past_the_barrier():
 def test_waiting_for_time_says_so():
     report = judge_completeness("t", 5_000, 1_000, (), waiting_for_time=True)
     assert report.phase is Phase.WAITING_FOR_TIME and "not yet past" in report.describe()
+
+
+def test_a_record_held_in_the_repartition_topic_keeps_the_table_incomplete():
+    source = judge_hop("s", "ingestion", {0: 10, 1: 4}, {0: 10, 1: 4}, {0: 0, 1: 0})
+    moved = judge_hop("s.repartition", "ingestion", {0: 0, 1: 2}, {1: 1}, {0: 0, 1: 0})
+    report = judge_completeness("t", 1_000, 2_000, (source, moved))
+    assert report.phase is Phase.INGESTING and moved.pending == 1
+    assert "ingestion of s.repartition is 1 record(s) behind: p1 1 (at 1, needs 2)" in report.describe()
+    assert report.bounds["s.repartition"] == {0: 0, 1: 2}  # the barrier, kept for the next check
+
+
+def test_complete_needs_every_hop_source_repartition_and_valid():
+    source = judge_hop("s", "ingestion", {0: 10}, {0: 10}, {0: 0})
+    moved = judge_hop("s.repartition", "ingestion", {0: 3}, {0: 3}, {0: 0})
+    short = judge_hop("v", "landing", {0: 12}, {0: 11}, {0: 0})
+    assert judge_completeness("t", 1, 2, (source, moved)).phase is Phase.LANDING  # valid barrier not taken
+    assert judge_completeness("t", 1, 2, (source, moved, short)).phase is Phase.LANDING
+    landed = judge_hop("v", "landing", {0: 12}, {0: 12}, {0: 0})
+    report = judge_completeness("t", 1, 2, (source, moved, landed))
+    assert report.complete and [h["topic"] for h in report.as_dict()["hops"]] == ["s", "s.repartition", "v"]
