@@ -24,18 +24,23 @@ stop events. What is left:
 * :func:`committed_offsets`, :func:`recovery_completed` - read-only state for
   metrics and readiness;
 * :func:`fetch_cluster_metadata` - fresh cluster metadata from a plain
-  aiokafka consumer.
+  aiokafka consumer;
+* :class:`IdempotentProducer` - Faust's producer with aiokafka's idempotence on
+  (Faust turns it on only for transactions), on a :class:`ReportingProducer`
+  that reports failed sends, and :func:`renew_producer_id`, which gets an
+  idempotent producer out of aiokafka's lost-sequence state.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar
 
 import aiokafka
 import faust
 from aiokafka.cluster import ClusterMetadata
+from aiokafka.producer.transaction_manager import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, PidAndEpoch
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 from mode.utils.futures import notify
@@ -45,6 +50,7 @@ from ..errors import ConfigError
 __all__ = [
     "PINNED_VERSIONS", "check_versions", "ConsumerSeam", "raw_producer", "store_in_rocksdb",
     "is_rocksdb_store", "committed_offsets", "recovery_completed", "fetch_cluster_metadata",
+    "ReportingProducer", "IdempotentProducer", "producer_id", "renew_producer_id",
 ]
 
 #: The versions every name below was checked against (and tests/unit/runtime/test_compat.py pins).
@@ -198,3 +204,72 @@ async def fetch_cluster_metadata(consumer: aiokafka.AIOKafkaConsumer) -> Cluster
     cluster: ClusterMetadata = await consumer._client.fetch_all_metadata()
     return cluster
 
+
+
+# -- the workers' idempotent producer ------------------------------------------------------
+
+
+class ReportingProducer(aiokafka.AIOKafkaProducer):
+    """aiokafka's producer that reports every send the broker or producer failed.
+
+    :attr:`on_failed_send` (set once by the runtime's sender) is called with the
+    producer, the error and the producer id the send was made under.
+    """
+
+    on_failed_send: ClassVar[Callable[[aiokafka.AIOKafkaProducer, BaseException, int], None] | None] = None
+
+    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        return self._reporting(await super().send(*args, **kwargs))
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        return self._reporting(await super().send_batch(batch, topic, partition=partition))
+
+    def _reporting(self, delivery: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        pid = producer_id(self)
+
+        def settled(done: asyncio.Future[Any]) -> None:
+            hook = ReportingProducer.on_failed_send
+            if hook is not None and not done.cancelled() and (exc := done.exception()) is not None:
+                hook(self, exc, pid)
+
+        delivery.add_done_callback(settled)
+        return delivery
+
+
+class IdempotentProducer(aiokafka_driver.Producer):
+    """Faust's producer with aiokafka's idempotence (acks=all) on, on a :class:`ReportingProducer`."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+    @property
+    def _producer_type(self) -> type[aiokafka.AIOKafkaProducer]:
+        return ReportingProducer
+
+
+def producer_id(producer: aiokafka.AIOKafkaProducer) -> int:
+    """The producer id an idempotent producer writes under; -1 without idempotence or while it asks for one."""
+    txn = producer._txn_manager
+    return NO_PRODUCER_ID if txn is None else int(txn.producer_id)
+
+
+def renew_producer_id(producer: aiokafka.AIOKafkaProducer, seen_pid: int) -> bool:
+    """Make an idempotent (not transactional) producer ask for a new producer id; sequences restart at 0.
+
+    aiokafka 0.14 gives a batch its sequence number when it leaves the
+    accumulator, also when the batch then expires there without a leader: the
+    broker never sees that number, and every later batch of the partition is
+    refused with ``OutOfOrderSequenceNumber`` for the life of the producer id.
+    A new id (what Kafka's Java producer does for an idempotent producer)
+    starts every partition again at 0. Batches already sent keep their id and
+    sequence, so the broker still deduplicates their retries. The sender asks
+    for the id (``InitProducerId``) before its next drain. Returns False, doing
+    nothing, when *seen_pid* is no longer the current id (renewed already).
+    """
+    txn = producer._txn_manager
+    if txn is None or txn.transactional_id is not None or seen_pid == NO_PRODUCER_ID or txn.producer_id != seen_pid:
+        return False
+    txn._pid_and_epoch = PidAndEpoch(NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
+    txn._pid_waiter = asyncio.get_running_loop().create_future()
+    txn._sequence_numbers.clear()
+    return True

@@ -21,7 +21,7 @@ from .record_path import RecordPath
 from .startup import prepare_worker
 from .web import install_web_views
 
-#: URL scheme of StreamLake's consumer transport (fastpath.BatchTransport), registered
+#: URL scheme of StreamLake's transport (fastpath.BatchTransport: consumer and producer), registered
 #: with Faust through the ``faust.transports`` entry point in setup.cfg.
 BATCH_TRANSPORT_SCHEME = "streamlake"
 
@@ -58,6 +58,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # output or DLQ topic shows up in the log at once, and keeps showing up.
         producer_request_timeout=settings.request_timeout,
     )
+    # acks=all with idempotence for outputs, DLQs and changelogs (compat.IdempotentProducer)
+    conf["broker_producer"] = consumer_broker_url(settings.broker)
     if RecordPath.for_settings(settings).batch_consumer:
         # StreamLake's consumer owns read positions, fast path or not (see fastpath.py).
         # exactly_once keeps Faust's: its sends join Faust's per-partition transactions.

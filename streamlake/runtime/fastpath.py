@@ -39,7 +39,7 @@ from faust.types import TP
 from ..core.progress import ReadProgress, Verdict
 from ..core.records import ConsumedRecord
 from .checkpoint import Checkpoint
-from .compat import ConsumerSeam
+from .compat import ConsumerSeam, IdempotentProducer
 from .state_buffer import StateBuffer
 
 if TYPE_CHECKING:
@@ -235,3 +235,4 @@ class BatchConsumer(ConsumerSeam):
 
 class BatchTransport(aiokafka_driver.Transport):
     Consumer = BatchConsumer
+    Producer = IdempotentProducer  # the workers' producer too (factory sets broker_producer to this transport)

@@ -5,6 +5,11 @@
 * :func:`is_permanent` says whether an error is the record's fault (retrying
   cannot help) - by exception type, never by name.
 * :class:`Backoff` is the one retry delay every retry loop of the runtime uses.
+* The workers' producer is idempotent (acks=all, ``compat.IdempotentProducer``).
+  A send refused because the broker lost track of the producer's sequence
+  (:func:`is_producer_state_lost`, by type) renews the producer id, whoever
+  sent it (outputs, DLQs, changelogs, DLQ retries); the refused records were
+  not written, and every retry loop sends them again under the new id.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from typing import Any
 import aiokafka.errors
 import faust
 
-from .compat import raw_producer
+from .compat import ReportingProducer, raw_producer, renew_producer_id
 from .record_path import RecordPath
 
-__all__ = ["Sender", "SendItem", "Backoff", "is_permanent", "PERMANENT_SEND_ERRORS", "BATCH_RECORD_LIMIT"]
+__all__ = ["Sender", "SendItem", "Backoff", "is_permanent", "PERMANENT_SEND_ERRORS", "BATCH_RECORD_LIMIT",
+           "PRODUCER_STATE_ERRORS", "is_producer_state_lost"]
 
 log = logging.getLogger("streamlake.ingest")
 
@@ -40,6 +46,28 @@ SendItem = tuple[int, bytes | None, bytes | None, Any, int | None]
 def is_permanent(exc: BaseException) -> bool:
     """Whether the broker or producer refused the record itself (retrying the same bytes cannot help)."""
     return isinstance(exc, PERMANENT_SEND_ERRORS)
+
+
+#: The broker refused a batch of an idempotent producer for its producer id or sequence,
+#: not for its records: the producer must get a new id, then the same records go through.
+PRODUCER_STATE_ERRORS: tuple[type[BaseException], ...] = (
+    aiokafka.errors.OutOfOrderSequenceNumber, aiokafka.errors.UnknownProducerId,
+)
+
+
+def is_producer_state_lost(exc: BaseException) -> bool:
+    """Whether a send failed because the broker no longer follows the producer's sequence (a new id helps)."""
+    return isinstance(exc, PRODUCER_STATE_ERRORS)
+
+
+def _renew_if_state_lost(producer: aiokafka.AIOKafkaProducer, exc: BaseException, sent_under: int) -> None:
+    """Every failed send of a worker's producer comes here; only lost producer state is acted on."""
+    if is_producer_state_lost(exc) and renew_producer_id(producer, sent_under):
+        log.warning("the broker refused producer id %d (%s: %s); asking for a new producer id, the refused "
+                    "records are sent again under it", sent_under, type(exc).__name__, exc)
+
+
+ReportingProducer.on_failed_send = _renew_if_state_lost
 
 
 class Backoff:

@@ -11,7 +11,7 @@ from streamlake.core.sequence import KeyState
 from streamlake.runtime.binding import VALUE_OMITTED
 from streamlake.runtime.checkpoint import Checkpoint
 from streamlake.runtime.record_path import RecordPath
-from streamlake.runtime.sender import Backoff, is_permanent
+from streamlake.runtime.sender import Backoff, is_permanent, is_producer_state_lost
 
 from .harness import runtime
 
@@ -130,6 +130,13 @@ def test_send_errors_are_classified_by_type() -> None:
     assert is_permanent(aiokafka.errors.RecordTooLargeError())
     assert not is_permanent(aiokafka.errors.KafkaTimeoutError())
     assert not is_permanent(ValueError("MessageSizeTooLargeError"))  # a name in a message is not a type
+
+
+def test_lost_producer_state_is_told_apart_by_type_and_is_not_the_records_fault() -> None:
+    for exc in (aiokafka.errors.OutOfOrderSequenceNumber(), aiokafka.errors.UnknownProducerId()):
+        assert is_producer_state_lost(exc) and not is_permanent(exc)  # retried, after a new producer id
+    assert not is_producer_state_lost(aiokafka.errors.NotLeaderForPartitionError())
+    assert not is_producer_state_lost(ValueError("OutOfOrderSequenceNumber"))
 
 
 async def test_checkpoint_flushes_state_before_it_commits_and_defers_batches_that_finish_meanwhile() -> None:

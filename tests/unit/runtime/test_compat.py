@@ -136,3 +136,45 @@ def test_fetchers_and_consumers_answer_should_stop() -> None:
     from mode import Service
     assert isinstance(inspect.getattr_static(Service, "should_stop"), property)
     assert issubclass(Consumer, Service)
+
+
+async def test_the_workers_producer_is_idempotent_and_reports_failed_sends() -> None:
+    assert params(aiokafka_driver.Producer._settings_extra) == ["self"]
+    assert isinstance(aiokafka_driver.Producer.__dict__["_producer_type"], property)
+    app = faust.App("compat-idempotent", broker="kafka://127.0.0.1:1", autodiscover=False)
+    faust_producer = compat.IdempotentProducer(app.transport)
+    producer = faust_producer._new_producer()
+    assert isinstance(producer, compat.ReportingProducer)
+    assert producer._txn_manager is not None and producer._txn_manager.transactional_id is None
+    assert compat.producer_id(producer) == -1  # no id until the sender asks for one
+    # a failed delivery reaches the hook with the producer id it was sent under
+    seen: list[tuple[object, BaseException, int]] = []
+    hook = compat.ReportingProducer.on_failed_send
+    compat.ReportingProducer.on_failed_send = lambda p, e, pid: seen.append((p, e, pid))
+    try:
+        delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        producer._reporting(delivery)
+        refused = aiokafka.errors.OutOfOrderSequenceNumber()
+        delivery.set_exception(refused)
+        await asyncio.sleep(0)
+    finally:
+        compat.ReportingProducer.on_failed_send = hook
+    assert seen == [(producer, refused, -1)]
+
+
+async def test_renewing_the_producer_id_restarts_every_sequence_once() -> None:
+    producer = aiokafka.AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", enable_idempotence=True)
+    txn = producer._txn_manager
+    tp = aiokafka.TopicPartition("t", 0)
+    txn.set_pid_and_epoch(7, 0)
+    txn.increment_sequence_number(tp, 5)
+    assert compat.producer_id(producer) == 7
+    assert compat.renew_producer_id(producer, 6) is False  # sent under an older id: renewed already
+    assert compat.renew_producer_id(producer, 7) is True
+    assert compat.producer_id(producer) == -1 and not txn.has_pid() and txn.sequence_number(tp) == 0
+    assert compat.renew_producer_id(producer, 7) is False
+    txn.set_pid_and_epoch(8, 0)  # what the sender's InitProducerId does next: a fresh waiter accepts it
+    assert compat.producer_id(producer) == 8
+    transactional = aiokafka.AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", transactional_id="x")
+    transactional._txn_manager.set_pid_and_epoch(3, 0)
+    assert compat.renew_producer_id(transactional, 3) is False  # transactions fence, they are never renewed
