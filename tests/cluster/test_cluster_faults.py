@@ -107,17 +107,21 @@ def led_without(env: ClusterEnv, names: list[str], node: int) -> Callable[[], bo
 
 
 class MetricsWatch(threading.Thread):
-    """Scrape every worker's /metrics each second: the largest total lag, rebalances, not-ready samples."""
+    """Scrape /metrics of every worker and the lander each second.
+
+    Kept: the largest total consumer lag of the workers and the largest lake lag of the lander,
+    rebalances, not-ready samples.
+    """
 
     def __init__(self, ports: list[int]) -> None:
         super().__init__(daemon=True, name="metrics-watch")
         self.ports, self.done = ports, threading.Event()
-        self.max_lag, self.not_ready_samples, self.samples = 0.0, 0, 0
+        self.max_lag, self.max_lake_lag, self.not_ready_samples, self.samples = 0.0, 0.0, 0, 0
         self.rebalances_at_start: float | None = None
         self.rebalances = 0.0
 
-    def scrape(self) -> tuple[float, float, int]:
-        lag = rebalances = 0.0
+    def scrape(self) -> tuple[float, float, float, int]:
+        lag = lake_lag = rebalances = 0.0
         not_ready = 0
         for port in self.ports:
             text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
@@ -125,20 +129,23 @@ class MetricsWatch(threading.Thread):
                 name, _, value = line.rpartition(" ")
                 if name.startswith("streamlake_consumer_lag{"):
                     lag += float(value)
+                elif name.startswith("streamlake_lake_lag{"):
+                    lake_lag += float(value)
                 elif name == "streamlake_rebalances_total":
                     rebalances += float(value)
                 elif name == "streamlake_ready" and float(value) == 0:
                     not_ready += 1
-        return lag, rebalances, not_ready
+        return lag, lake_lag, rebalances, not_ready
 
     def run(self) -> None:
         while not self.done.wait(1.0):
             try:
-                lag, rebalances, not_ready = self.scrape()
+                lag, lake_lag, rebalances, not_ready = self.scrape()
             except OSError:
                 continue  # a slow scrape on a loaded machine; the next one counts
             self.samples += 1
             self.max_lag = max(self.max_lag, lag)
+            self.max_lake_lag = max(self.max_lake_lag, lake_lag)
             self.not_ready_samples += not_ready
             if self.rebalances_at_start is None:
                 self.rebalances_at_start = rebalances
@@ -146,6 +153,7 @@ class MetricsWatch(threading.Thread):
 
     def line(self) -> str:
         return (f"metrics over {self.samples} scrapes: max total consumer lag {self.max_lag:.0f}, "
+                f"max lake lag {self.max_lake_lag:.0f}, "
                 f"rebalances {self.rebalances:.0f}, worker-scrapes not ready {self.not_ready_samples}")
 
 
@@ -237,7 +245,7 @@ class FaultRun:
         back = time.monotonic() - restarted
         self.timeline.note(f"node {node} restarted, back in every ISR {back:.1f}s later")
         self.timeline.recoveries.append(
-            f"{what} node {node}: down {time.monotonic() - began - back:.0f}s, leaders moved in {failover:.1f}s, "
+            f"{what}, node {node}: down {time.monotonic() - began - back:.0f}s, leaders moved in {failover:.1f}s, "
             f"producer through in {resumed:.1f}s, lander landing in {landing:.1f}s, ISR full {back:.1f}s after restart")
 
     def rolling_restart(self) -> None:
@@ -268,7 +276,7 @@ def run_scenario(name: str, env: ClusterEnv, secured: SecuredCluster, worker_fac
     planned = plan_workload(int(RATE * 900), keys=120, seed=seed)  # open-ended: cancelled once the faults are over
     producer = SteadyProducer(bootstrap, source, planned, RATE, client=client)
     run = FaultRun(env, secured, producer, watched, lake_env)
-    metrics = MetricsWatch([w.web_port for w in workers])
+    metrics = MetricsWatch([p.web_port for p in (*workers, lander)])
     producer.start()
     try:
         wait_for(lambda: producer.acked >= RATE * 3 or producer.error, timeout=60, what="the load to start")
@@ -306,7 +314,7 @@ def run_scenario(name: str, env: ClusterEnv, secured: SecuredCluster, worker_fac
 
 def leader_kill_past_session_timeout(run: FaultRun) -> None:
     run.kill_and_restart(busiest_leader(run.env), down_for=2 * SESSION_TIMEOUT,
-                         what="leader of the busiest partitions, down past the session timeout:")
+                         what="leader of the busiest partitions, down past the session timeout")
 
 
 def leader_kill_then_rolling_restart(run: FaultRun) -> None:
