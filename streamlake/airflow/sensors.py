@@ -18,7 +18,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
-from ..core.thresholds import DepthCondition
+from ..core.thresholds import DepthCondition, depth_by_reason
 from ..errors import BrokerError, StreamLakeError
 from .hooks import StreamLakeHook
 from .triggers import ConsumerLagTrigger, DlqDepthTrigger, LakeCompleteTrigger, StreamLakeTrigger
@@ -144,6 +144,12 @@ class DlqDepthSensor(_StreamLakeSensor):
         self.stream = stream
         self.thresholds = dict(thresholds)
         self.condition = DepthCondition(condition).value
+
+    def _validate(self) -> None:
+        try:
+            depth_by_reason((), self.thresholds)  # checks the thresholds themselves
+        except ValueError as exc:
+            raise AirflowFailException(f"{self.task_id}: {exc}") from exc
 
     def make_trigger(self, timeout_at: float) -> StreamLakeTrigger:
         return DlqDepthTrigger(stream=self.stream, thresholds=self.thresholds, condition=self.condition,

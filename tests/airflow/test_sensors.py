@@ -12,7 +12,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
 from streamlake.airflow.hooks import StreamLakeHook
+from streamlake.airflow.sensors import DlqDepthSensor
 from streamlake.airflow.triggers import (
     ConsumerLagTrigger,
     DlqDepthTrigger,
@@ -138,6 +141,10 @@ def test_dlq_depth_sensor_judges_each_reason_against_its_own_threshold(streamlak
     within = _first_event(DlqDepthTrigger(stream=stream, thresholds={"transform-error": 2, "*": 10},
                                           condition="within", **_deadline(30)))
     assert within["status"] == "success" and within["evidence"]["records"] == 4
+
+    # a threshold that is not a count fails the task before any wait, with the reason
+    with pytest.raises(AirflowFailException, match=r"dlq_depth: thresholds must be whole numbers >= 0; got \{'\*': -1\}"):
+        DlqDepthSensor(task_id="dlq_depth", stream=stream, thresholds={"*": -1}).execute({})
 
 
 def test_consumer_lag_sensor_waits_until_the_group_is_within_max_lag(pipeline):
