@@ -19,24 +19,33 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from .broker import local
 from .catalog import Catalog, TopicRole, load_catalog
 from .config import Settings, load_settings, with_overrides
 from .console.process import ConsoleProcess
 from .core.pipeline import StreamCounters
+from .core.sample import Reconciliation, SampleMix, SampleSummary, counters_delta, generate_sample
 from .errors import StreamLakeError
 from .kafka.admin import ApplyOutcome, apply_catalog
 from .kafka.group_status import CountersReader, read_group_status
 from .kafka.sample_producer import produce_sample
 from .lake.reconcile import LakeReconciliation, reconcile_lake, table_rows
-from .sample import Reconciliation, SampleMix, SampleSummary, counters_delta, generate_sample
 from .topology import Partitioning, Stream, discover_streams
 
-__all__ = ["DemoOptions", "DemoProgress", "DemoResult", "run_demo", "WorkerGroup", "find_free_port_block"]
+__all__ = ["DemoOptions", "DemoProgress", "DemoResult", "run_demo", "WorkerGroup", "find_free_port_block", "AsyncRunner"]
+
+_T = TypeVar("_T")
+
+
+class AsyncRunner(Protocol):
+    """Runs one coroutine to completion on a fresh event loop: the CLI passes ``asyncio.run``."""
+
+    def __call__(self, main: Coroutine[Any, Any, _T], /) -> _T: ...
 
 STREAM = "sales.orders"
 
@@ -207,9 +216,15 @@ def _ensure_broker(settings: Settings, say: Callable[[str], None], timings: dict
     return with_overrides(settings, broker=state.url), True
 
 
-def run_demo(options: DemoOptions, say: Callable[[str], None] = print,
+def run_demo(options: DemoOptions, run: AsyncRunner, say: Callable[[str], None] = print,
              show: Callable[[DemoProgress], None] | None = None, settings: Settings | None = None) -> DemoResult:
-    """Run the whole demo and return its reconciliation; every started process is stopped before returning."""
+    """Run the whole demo and return its reconciliation; every started process is stopped before returning.
+
+    The demo owns processes and signal handlers and waits on them blocking, so it stays
+    synchronous; its three broker phases (topics, load and watch, lake reconciliation) are
+    coroutines that *run* (the caller's event-loop runner) carries out, each on its own loop
+    so Ctrl-C during one still ends in the cleanup below.
+    """
     settings = settings or load_settings()
     stream, catalog = _stream(settings)
     partitions = catalog.for_stream(stream.name, TopicRole.SOURCE).partitions
@@ -226,7 +241,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print,
     landers: WorkerGroup | None = None
     try:
         t = time.monotonic()
-        report = asyncio.run(apply_catalog(settings, catalog))
+        report = run(apply_catalog(settings, catalog))
         if report.outcome is ApplyOutcome.REFUSED:
             raise StreamLakeError("the topic catalog cannot be applied: " + "; ".join(
                 f"{c.topic}: {c.reason}" for c in report.plan.refused) + " (see `streamlake topics plan`)")
@@ -261,15 +276,15 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print,
         rows_before = table_rows(settings, STREAM)
         live = _Live()
         try:
-            asyncio.run(_load_and_watch(settings, stream, partitions, options, workers, show, result.timings, live))
+            run(_load_and_watch(settings, stream, partitions, options, workers, show, result.timings, live))
         except KeyboardInterrupt:
             result.interrupted = True
         if live.summary is not None:
             result.reconciliation = Reconciliation(live.summary, live.counted)
             if not result.interrupted:
                 t = time.monotonic()
-                result.lake = asyncio.run(reconcile_lake(settings, STREAM, rows_before, live.counted.forwarded,
-                                                         wait_s=60.0 + options.events / 1000))
+                result.lake = run(reconcile_lake(settings, STREAM, rows_before, live.counted.forwarded,
+                                                 wait_s=60.0 + options.events / 1000))
                 result.timings["land"] = time.monotonic() - t
     except KeyboardInterrupt:
         result.interrupted = True

@@ -22,13 +22,13 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from .. import dlq_ops, replay
 from ..catalog import Catalog, TopicRole, load_catalog
 from ..config import Settings
+from ..core.dlq_policy import DlqFilter, parse_time
+from ..core.replay_options import reset_spec_from_options
 from ..core.thresholds import depth_by_reason, reasons_over
-from ..dlq_policy import DlqFilter, parse_time
 from ..errors import BrokerError, StreamLakeError
-from ..kafka import admin
+from ..kafka import admin, dlq, redrive, replay
 from ..kafka.replay_ledger import record_replay, replay_recorded
 from ..topology import discover_streams
 from .calls import json_ready, run_library
@@ -183,7 +183,7 @@ class ResetOffsetsOperator(StreamLakeOperator):
         self.to_offset, self.from_file, self.is_dry_run = to_offset, from_file, dry_run
 
     def run(self, settings: Settings, context: Context) -> dict[str, Any]:
-        spec = replay.reset_spec_from_options(
+        spec = reset_spec_from_options(
             group=self.group, to_datetime=None if self.to_datetime is None else kafka_datetime(self.to_datetime),
             to_earliest=self.to_earliest, to_latest=self.to_latest, to_offset=self.to_offset,
             from_file=self.from_file)
@@ -213,7 +213,7 @@ class DlqStatsOperator(StreamLakeOperator):
         self.fail_over: Any = dict(fail_over or {}) if not isinstance(fail_over, str) else fail_over
 
     def run(self, settings: Settings, context: Context) -> dict[str, Any]:
-        stats = run_library(dlq_ops.dlq_stats, settings, self.stream)["streams"][self.stream]
+        stats = run_library(dlq.dlq_stats, settings, self.stream)["streams"][self.stream]
         if not isinstance(self.fail_over, Mapping):
             raise ValueError(f"fail_over must be a mapping of reason to record count, got {self.fail_over!r}; "
                              "render it natively (DAG(render_template_as_native_obj=True))")
@@ -259,8 +259,8 @@ class DlqRedriveOperator(StreamLakeOperator):
             until_ms=parse_time(kafka_datetime(self.until), "until") if self.until else None,
             key=self.key.encode() if self.key else None)
         redrive_id = self.redrive_id or run_scoped_id(context, self.task_id)
-        mode = dlq_ops.RedriveMode.DRY_RUN if _is_true(self.is_dry_run) else dlq_ops.RedriveMode.EXECUTE
-        report = run_library(dlq_ops.redrive_dlq, settings, topic, filt, mode=mode, redrive_id=redrive_id,
+        mode = redrive.RedriveMode.DRY_RUN if _is_true(self.is_dry_run) else redrive.RedriveMode.EXECUTE
+        report = run_library(redrive.redrive_dlq, settings, topic, filt, mode=mode, redrive_id=redrive_id,
                              max_attempts=self.max_attempts, limit=self.limit)
         return report.to_dict()
 

@@ -138,9 +138,9 @@ class LakeCompleteTrigger(StreamLakeTrigger):
 async def dlq_depth(settings: Settings, stream: str, thresholds: Mapping[str, int],
                     condition: DepthCondition) -> tuple[bool, dict[str, Any], str]:
     """DLQ records per reason of *stream* against *thresholds*."""
-    from .. import dlq_ops
+    from ..kafka import dlq
 
-    stats = (await await_library(dlq_ops.dlq_stats, settings, stream))["streams"][stream]
+    stats = (await await_library(dlq.dlq_stats, settings, stream))["streams"][stream]
     depths = depth_by_reason(stats.get("by_reason", []), thresholds)
     met = depth_condition_met(depths, condition)
     over = [d for d in depths if d.over]

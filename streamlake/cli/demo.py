@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import click
@@ -82,7 +83,7 @@ def demo(workers: int, events: int, rate: float, bad_ratio: float, keys: int, se
                           keep_running=keep_running)
     tty = sys.stdout.isatty() and not as_json
     say = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
-    result = run_demo(options, say=say, show=None if as_json else _printer(tty))
+    result = run_demo(options, asyncio.run, say=say, show=None if as_json else _printer(tty))
     if tty:
         click.echo()
     data = {"reconciliation": result.reconciliation.as_dict() if result.reconciliation else None,

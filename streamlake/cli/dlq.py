@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -9,8 +10,9 @@ from typing import Any
 import click
 
 from ..config import load_settings
-from ..dlq_ops import RedriveMode, dlq_stats, export_dlq, inspect_dlq, redrive_dlq
-from ..dlq_policy import DlqFilter, HeaderStyle, parse_time
+from ..core.dlq_policy import DlqFilter, HeaderStyle, parse_time
+from ..kafka.dlq import dlq_stats, export_dlq, inspect_dlq
+from ..kafka.redrive import RedriveMode, redrive_dlq
 from .output import emit, friendly_errors, json_option, table
 
 __all__ = ["dlq"]
@@ -54,7 +56,7 @@ _style_option = click.option(
 @friendly_errors
 def stats(stream: str | None, as_json: bool) -> None:
     """Counts by stage and reason, depth per partition, failure times, retried and parked counts."""
-    emit(dlq_stats(load_settings(), stream), as_json, _render_stats)
+    emit(asyncio.run(dlq_stats(load_settings(), stream)), as_json, _render_stats)
 
 
 def _render_stats(data: dict[str, Any]) -> str:
@@ -89,7 +91,7 @@ def inspect(topic: str, reason: str | None, stage: str | None, since: str | None
             key: str | None, limit: int, preview_chars: int, header_style: str, as_json: bool) -> None:
     """Print matching DLQ records: context headers and a safe, truncated value preview."""
     filt = _build_filter(reason, stage, since, until, key)
-    found = inspect_dlq(load_settings(), topic, filt, limit, HeaderStyle(header_style), preview_chars)
+    found = asyncio.run(inspect_dlq(load_settings(), topic, filt, limit, HeaderStyle(header_style), preview_chars))
     emit(found, as_json, _render_inspect)
 
 
@@ -120,7 +122,7 @@ def export(topic: str, reason: str | None, stage: str | None, since: str | None,
            key: str | None, limit: int | None, header_style: str, output: Any) -> None:
     """Write matching DLQ records as JSON lines (bytes base64), optionally under Connect/Spring header names."""
     filt = _build_filter(reason, stage, since, until, key)
-    count = export_dlq(load_settings(), topic, filt, output, HeaderStyle(header_style), limit)
+    count = asyncio.run(export_dlq(load_settings(), topic, filt, output, HeaderStyle(header_style), limit))
     click.echo(f"exported {count} records", err=True)
 
 
@@ -156,8 +158,8 @@ def redrive(topic: str, reason: str | None, stage: str | None, since: str | None
             bar.update(n)
 
     try:
-        report = redrive_dlq(settings, topic, filt, mode=mode, redrive_id=redrive_id, max_attempts=max_attempts,
-                             limit=limit, progress=progress, on_total=on_total)
+        report = asyncio.run(redrive_dlq(settings, topic, filt, mode=mode, redrive_id=redrive_id,
+                                         max_attempts=max_attempts, limit=limit, progress=progress, on_total=on_total))
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)

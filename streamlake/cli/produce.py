@@ -18,11 +18,11 @@ import click
 
 from ..catalog import TopicRole, load_catalog
 from ..config import Settings, load_settings
+from ..core.sample import SampleMix, SampleSummary, generate_sample
 from ..errors import StreamLakeError
 from ..kafka.sample_producer import produce_sample
 from ..producer import SequenceSource, find_stream
-from ..producer.files import FileFormat, ProduceSummary, default_rejects_path, format_of, run_produce_file
-from ..sample import SampleMix, SampleSummary, generate_sample
+from ..producer.files import FileFormat, ProduceSummary, default_rejects_path, format_of, produce_file
 from ..topology import Partitioning, Stream, discover_streams
 from .output import emit, friendly_errors, json_option, table
 
@@ -136,5 +136,5 @@ def produce_command(stream_name: str, source: str, fmt: str | None, rejects_path
 
 def _run(settings: Settings, stream: Stream, source: str, handle: IO[bytes], file_format: FileFormat, rejects: Path,
          seq_source: str, seq_store: Path | None, on_progress: Callable[[int], None] | None) -> ProduceSummary:
-    return run_produce_file(settings, stream, source, handle, file_format, rejects, SequenceSource(seq_source),
-                            seq_store, on_progress)
+    return asyncio.run(produce_file(settings, stream, source, handle, file_format, rejects, SequenceSource(seq_source),
+                                    seq_store, on_progress))

@@ -6,9 +6,10 @@ import asyncio
 
 import click
 
-from .. import replay as lib
 from ..config import load_settings
 from ..core.replay import ReplayPlan, WindowPlan
+from ..core.replay_options import reset_spec_from_options, write_plan_csv
+from ..kafka import replay as lib
 from .output import emit, friendly_errors, json_option, table
 
 
@@ -42,12 +43,12 @@ def reset_offsets(group: str, topics: tuple[str, ...], all_topics: bool, to_date
                   as_json: bool) -> None:
     """Move a stopped group's committed offsets, like kafka-consumer-groups --reset-offsets."""
     settings = load_settings()
-    spec = lib.reset_spec_from_options(
+    spec = reset_spec_from_options(
         group=group, to_datetime=to_datetime, by_duration=by_duration, to_earliest=to_earliest,
         to_latest=to_latest, to_offset=to_offset, shift_by=shift_by, from_file=from_file)
     plan = asyncio.run(lib.plan_offset_reset(settings, group, spec, topics, all_topics))
     if export_path:
-        lib.write_plan_csv(plan, export_path)
+        write_plan_csv(plan, export_path)
     if dry_run:
         emit({**plan.to_dict(), "dry_run": True, "export": export_path}, as_json, lambda _: (
             _render_plan(plan) + "\n\nDry run: nothing was changed. Rerun with --execute to commit these offsets."

@@ -10,9 +10,9 @@ import click
 from ..catalog import Catalog, TopicRole, load_catalog
 from ..config import Settings, load_settings
 from ..core.acls import acl_grants, kafka_acls_command, render_command
+from ..core.topic_plan import ChangeStatus, TopicPlan, topic_status
 from ..kafka import admin
 from ..naming import check_topic_names, dlq_topic_for
-from ..topic_plan import ChangeStatus, TopicPlan, topic_status
 from ..topology import discover_streams
 from .output import emit, friendly_errors, json_option, table
 

@@ -31,7 +31,7 @@ import orjson
 from aiohttp import web
 
 from ..config import Settings
-from ..dlq_policy import DlqError, DlqFilter, parse_time
+from ..core.dlq_policy import DlqError, DlqFilter, parse_time
 from ..errors import StreamLakeError
 from . import pages
 from .state import ConsoleState

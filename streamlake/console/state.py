@@ -4,8 +4,8 @@ The numbers come from the same library functions as the CLI, never from a
 worker: stream totals from the counters changelogs (:class:`CountersReader`,
 as the demo's reconciliation), lag, owners and DLQ depth from the group
 (:func:`read_group_status`, as ``streamlake status``), DLQ records and
-redrives from :mod:`streamlake.dlq_ops` (as ``streamlake dlq``). The sampler
-keeps a short :class:`History` while the console runs; a broker that does not
+redrives from :mod:`streamlake.kafka.dlq` and :mod:`streamlake.kafka.redrive`
+(as ``streamlake dlq``). The sampler keeps a short :class:`History` while the console runs; a broker that does not
 answer is reported on every page and retried at the next tick, and never
 ends the console.
 
@@ -27,11 +27,12 @@ from aiokafka.errors import KafkaError
 from ..catalog import Catalog, TopicRole, load_catalog
 from ..config import Settings
 from ..core.dlq import Reason
+from ..core.dlq_policy import DlqError, DlqFilter, HeaderStyle
 from ..core.pipeline import StreamCounters
-from ..dlq_ops import RedriveMode, dlq_stats, inspect_dlq, new_redrive_id, redrive_dlq
-from ..dlq_policy import DlqError, DlqFilter, HeaderStyle
 from ..errors import StreamLakeError
+from ..kafka.dlq import dlq_stats, inspect_dlq
 from ..kafka.group_status import CountersReader, GroupStatus, read_group_status
+from ..kafka.redrive import RedriveMode, new_redrive_id, redrive_dlq
 from ..topology import Stream, discover_streams
 from . import lake as lake_views
 from .history import History, Sample, StreamSample
@@ -222,8 +223,7 @@ class ConsoleState:
         if not 1 <= limit <= 1000:
             raise DlqError("limit must be between 1 and 1000")
         async with self._dlq_lock:
-            records = await asyncio.to_thread(inspect_dlq, self.settings, topics.dlq, filt, limit, style,
-                                              preview_chars)
+            records = await inspect_dlq(self.settings, topics.dlq, filt, limit, style, preview_chars)
         return {**self._frame(), "stream": name, "topic": topics.dlq, "filter": filter_as_dict(filt),
                 "limit": limit, "show_payload": self.settings.dlq_log_payload, "records": records}
 
@@ -231,7 +231,7 @@ class ConsoleState:
         """``streamlake dlq stats --stream NAME``: counts by stage and reason, parked, retried, depth."""
         self.stream_topics(name)
         async with self._dlq_lock:
-            stats = await asyncio.to_thread(dlq_stats, self.settings, name)
+            stats = await dlq_stats(self.settings, name)
         return dict(stats["streams"][name], max_attempts=stats["max_attempts"])
 
     async def redrive(self, name: str, filt: DlqFilter, execute: bool, redrive_id: str | None) -> dict[str, Any]:
@@ -239,8 +239,8 @@ class ConsoleState:
         topics = self.stream_topics(name)
         mode = RedriveMode.EXECUTE if execute else RedriveMode.DRY_RUN
         async with self._dlq_lock:
-            report = await asyncio.to_thread(redrive_dlq, self.settings, topics.dlq, filt, mode=mode,
-                                             redrive_id=redrive_id or new_redrive_id())
+            report = await redrive_dlq(self.settings, topics.dlq, filt, mode=mode,
+                                       redrive_id=redrive_id or new_redrive_id())
         return {**report.to_dict(), "stream": name, "filter": filter_as_dict(filt)}
 
     # -- lake --------------------------------------------------------------------------------

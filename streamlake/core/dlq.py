@@ -16,7 +16,7 @@ from .records import ConsumedRecord, Headers
 
 __all__ = [
     "Stage", "Reason", "DeadLetter", "H", "build_dlq_headers", "read_dlq_context",
-    "CONNECT_NAMES", "SPRING_NAMES", "MAX_STACKTRACE_BYTES", "strip_dlq_headers",
+    "CONNECT_NAMES", "SPRING_NAMES", "MAX_STACKTRACE_BYTES", "strip_dlq_headers", "VALUE_OMITTED",
 ]
 
 MAX_STACKTRACE_BYTES = 8 * 1024
@@ -106,6 +106,10 @@ class H:
     ATTEMPT = "streamlake.dlq.attempt"
     FIRST_FAILED_AT = "streamlake.dlq.first-failed-at"
     WORKER = "streamlake.dlq.worker"
+
+
+#: On a DLQ record written without its value (too large for the DLQ): the value's size in bytes.
+VALUE_OMITTED = "streamlake.dlq.value-omitted"
 
 
 CONNECT_NAMES: Mapping[str, str] = {

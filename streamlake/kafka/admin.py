@@ -1,6 +1,6 @@
 """Topic admin against the broker: observe, create, alter configs, add partitions.
 
-The decisions live in the pure :mod:`streamlake.topic_plan`; this module only
+The decisions live in the pure :mod:`streamlake.core.topic_plan`; this module only
 observes the broker into its types and carries out a plan.
 
 Topics are always observed through a metadata request for *all* topics: asking
@@ -27,8 +27,8 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from ..catalog import Catalog, TopicSpec
 from ..config import Settings
+from ..core.topic_plan import ChangeKind, ObservedTopic, TopicChange, TopicPlan, plan_topics
 from ..errors import BrokerError
-from ..topic_plan import ChangeKind, ObservedTopic, TopicChange, TopicPlan, plan_topics
 from .client import client_kwargs, connection_failure
 
 __all__ = [

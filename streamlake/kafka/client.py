@@ -10,6 +10,7 @@ import asyncio
 import ssl
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
     AuthenticationFailedError,
@@ -20,7 +21,7 @@ from aiokafka.errors import (
 
 from ..config import Settings
 
-__all__ = ["client_kwargs", "connection_failure", "ssl_context"]
+__all__ = ["client_kwargs", "connection_failure", "new_consumer", "new_producer", "ssl_context"]
 
 _SASL_REFUSED = (SaslAuthenticationFailed, AuthenticationFailedError, IllegalSaslStateError)
 
@@ -94,3 +95,13 @@ async def connection_failure(settings: Settings) -> str:
             reasons.append(f"{address}: accepts connections now")
     return (f"cannot reach Kafka at {settings.bootstrap_servers} ({'; '.join(reasons)}); start it with "
             "`streamlake broker start`, or point STREAMLAKE_BROKER / conf/<env>.toml [kafka] broker at it")
+
+
+def new_consumer(settings: Settings, **options: Any) -> AIOKafkaConsumer:
+    """An aiokafka consumer for *settings*' brokers, with their security settings; *options* are the rest."""
+    return AIOKafkaConsumer(**client_kwargs(settings), **options)
+
+
+def new_producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
+    """An aiokafka producer for *settings*' brokers, with their security settings; *options* are the rest."""
+    return AIOKafkaProducer(**client_kwargs(settings), **options)

@@ -15,9 +15,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from ..config import Settings
+from ..core.sample import SampleRecord, SampleSummary
 from ..errors import BrokerError, StreamLakeError
 from ..partitioner import partition_for_key
-from ..sample import SampleRecord, SampleSummary
 from ..topology import Policies
 from .admin import topic_partition_counts
 from .client import client_kwargs

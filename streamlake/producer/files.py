@@ -11,7 +11,6 @@ the problem. An empty cell is an absent field.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import csv
 import enum
@@ -248,8 +247,3 @@ async def produce_file(settings: Settings, stream: Stream, source: str, handle: 
     if on_progress is not None:
         on_progress(summary.lines)
     return summary
-
-
-def run_produce_file(*args: Any, **kwargs: Any) -> ProduceSummary:
-    """:func:`produce_file` from synchronous code (the CLI)."""
-    return asyncio.run(produce_file(*args, **kwargs))

@@ -23,7 +23,7 @@ from typing import Any, cast
 import faust
 
 from ..config import Settings
-from ..core.dlq import DeadLetter, Reason, build_dlq_headers
+from ..core.dlq import VALUE_OMITTED, DeadLetter, Reason, build_dlq_headers
 from ..core.pipeline import BatchResult, Forward, StreamCounters, process_batch
 from ..core.records import ConsumedRecord, SourceRecord
 from ..core.repartition import REPARTITIONED_FROM, Misplaced, split_misplaced
@@ -33,12 +33,9 @@ from .record_path import RecordPath
 from .sender import Backoff, Sender, SendItem, is_permanent
 from .state_buffer import StateBuffer, write_table_rows
 
-__all__ = ["StreamBinding", "VALUE_OMITTED", "worker_id"]
+__all__ = ["StreamBinding", "worker_id"]
 
 log = logging.getLogger("streamlake.ingest")
-
-#: On a DLQ record written without its value: the value's size in bytes.
-VALUE_OMITTED = "streamlake.dlq.value-omitted"
 
 Coords = tuple[str, int, int]
 

@@ -7,7 +7,7 @@ each DLQ record it:
    with the DLQ topic and written inside stream iteration, so each entry lives
    on its record's partition and moves with it on a rebalance);
 2. writes one structured log line (no payload unless ``dlq.log_payload``);
-3. decides with :func:`streamlake.dlq_policy.decide_retry`: a ``transform-retryable``
+3. decides with :func:`streamlake.core.dlq_policy.decide_retry`: a ``transform-retryable``
    record with attempts left goes back to ``<source>.retry`` after its backoff;
    anything else is parked (it stays in the DLQ, counted, for ``dlq redrive``).
 
@@ -36,7 +36,7 @@ import orjson
 
 from ..catalog import Catalog, TopicRole
 from ..config import Settings
-from ..dlq_policy import DlqEntry, DlqTally, RetryVerdict, decide_retry, format_ms, render_preview, retry_delay
+from ..core.dlq_policy import DlqEntry, DlqTally, RetryVerdict, decide_retry, format_ms, render_preview, retry_delay
 from ..naming import changelog_topic_for, source_of_derived, table_name_for
 from ..topology import Stream
 

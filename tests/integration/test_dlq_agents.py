@@ -17,9 +17,10 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from streamlake.core.dlq import H
-from streamlake.dlq_ops import RedriveMode, redrive_dlq
-from streamlake.dlq_policy import DlqFilter
+from streamlake.core.dlq_policy import DlqFilter
 from streamlake.kafka.client import client_kwargs
+from streamlake.kafka.redrive import RedriveMode
+from tests.dlq_sync import redrive_dlq
 from tests.kafka_fixtures import ROOT, TestEnv, read_until, wait_for
 
 PARTITIONS = 2

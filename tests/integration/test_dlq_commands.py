@@ -14,17 +14,10 @@ from aiokafka import AIOKafkaProducer
 
 from streamlake.core.dlq import DeadLetter, H, Reason, build_dlq_headers
 from streamlake.core.records import SourceRecord
-from streamlake.dlq_ops import (
-    RedriveFault,
-    RedriveMode,
-    crash_redrive_after,
-    dlq_stats,
-    export_dlq,
-    inspect_dlq,
-    redrive_dlq,
-)
-from streamlake.dlq_policy import REDRIVE_DLQ_OFFSET, REDRIVE_DLQ_PARTITION, REDRIVE_DLQ_TOPIC, REDRIVE_ID, DlqFilter
+from streamlake.core.dlq_policy import REDRIVE_DLQ_OFFSET, REDRIVE_DLQ_PARTITION, REDRIVE_DLQ_TOPIC, REDRIVE_ID, DlqFilter
 from streamlake.kafka.client import client_kwargs
+from streamlake.kafka.redrive import RedriveFault, RedriveMode, crash_redrive_after
+from tests.dlq_sync import dlq_stats, export_dlq, inspect_dlq, redrive_dlq
 from tests.kafka_fixtures import ROOT, TestEnv, create_topics, read_until
 
 PARTITIONS = 4
@@ -111,7 +104,7 @@ def test_inspect_filters_by_reason_stage_key_and_limit_and_previews_safely(loade
     assert {r["reason"] for r in only_b} == {"invalid-utf8", "not-an-object"}
     assert len(inspect_dlq(settings, dlq, DlqFilter(), limit=3)) == 3
     connect = inspect_dlq(settings, dlq, DlqFilter(reason="invalid-json"), style=__import__(
-        "streamlake.dlq_policy", fromlist=["HeaderStyle"]).HeaderStyle.CONNECT)
+        "streamlake.core.dlq_policy", fromlist=["HeaderStyle"]).HeaderStyle.CONNECT)
     assert dict(connect[0]["headers"])["__connect.errors.topic"] == source
 
 
@@ -129,7 +122,7 @@ def test_inspect_since_and_until_use_the_dlq_record_time(test_env):
 
 def test_export_writes_connect_and_spring_names(loaded):
     settings, source, dlq = loaded
-    from streamlake.dlq_policy import HeaderStyle
+    from streamlake.core.dlq_policy import HeaderStyle
     out = io.BytesIO()
     count = export_dlq(settings, dlq, DlqFilter(reason="transform-error"), out, HeaderStyle.SPRING)
     lines = [orjson.loads(line) for line in out.getvalue().splitlines()]

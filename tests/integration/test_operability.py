@@ -10,7 +10,7 @@ import urllib.request
 
 from streamlake.kafka.group_status import CountersReader
 from streamlake.kafka.sample_producer import produce_sample
-from streamlake.sample import SampleMix, generate_sample
+from streamlake.core.sample import SampleMix, generate_sample
 from tests.kafka_fixtures import ROOT, wait_for
 
 PARTITIONS = 8

@@ -10,10 +10,12 @@ import urllib.request
 import orjson
 
 from streamlake.core.dlq import H
-from streamlake.dlq_ops import RedriveMode, redrive_dlq
-from streamlake.dlq_policy import DlqFilter
+from streamlake.core.dlq_policy import DlqFilter
 from streamlake.errors import StreamLakeError
-from streamlake.replay import execute_offset_reset, plan_offset_reset, plan_window, replay_window, reset_spec_from_options
+from streamlake.core.replay_options import reset_spec_from_options
+from streamlake.kafka.redrive import RedriveMode
+from streamlake.kafka.replay import execute_offset_reset, plan_offset_reset, plan_window, replay_window
+from tests.dlq_sync import redrive_dlq
 from tests.kafka_fixtures import produce, read_topic, wait_for
 
 PARTITIONS = 8

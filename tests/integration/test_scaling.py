@@ -16,7 +16,7 @@ import orjson
 from streamlake.catalog import load_catalog
 from streamlake.kafka.group_status import CountersReader, read_group_status
 from streamlake.kafka.sample_producer import produce_sample
-from streamlake.sample import Outcome, SampleMix, SampleSummary, expected_outcome, generate_sample
+from streamlake.core.sample import Outcome, SampleMix, SampleSummary, expected_outcome, generate_sample
 from streamlake.topology import discover_streams
 from tests.kafka_fixtures import read_topic, wait_for
 

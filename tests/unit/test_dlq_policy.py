@@ -6,7 +6,7 @@ import pytest
 
 from streamlake.core.dlq import DeadLetter, H, Reason, build_dlq_headers
 from streamlake.core.records import SourceRecord
-from streamlake.dlq_policy import (
+from streamlake.core.dlq_policy import (
     REDRIVE_DLQ_OFFSET, REDRIVE_DLQ_PARTITION, REDRIVE_DLQ_TOPIC, REDRIVE_ID, DlqEntry, DlqError, DlqFilter,
     DlqTally, HeaderStyle, RedriveVerdict, RetryVerdict, decide_retry, judge_redrive, parse_time,
     redrive_headers, render_preview, retry_delay, retry_schedule, styled_headers,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamlake.replay import reset_spec_from_options
+from streamlake.core.replay_options import reset_spec_from_options
 
 from streamlake.core.replay import (
     ORIGIN_OFFSET_HEADER,

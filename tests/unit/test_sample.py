@@ -10,7 +10,7 @@ from streamlake.core.pipeline import StreamCounters, process_batch
 from streamlake.core.records import SourceRecord
 from streamlake.errors import StreamLakeError
 from streamlake.partitioner import partition_for_key
-from streamlake.sample import (MALFORMED_KINDS, Reconciliation, SampleKind, SampleMix, counters_delta,
+from streamlake.core.sample import (MALFORMED_KINDS, Reconciliation, SampleKind, SampleMix, counters_delta,
                                generate_sample, summarize_sample)
 from streamlake.topology import Stream
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streamlake.catalog import TopicRole, TopicSpec
-from streamlake.topic_plan import (
+from streamlake.core.topic_plan import (
     ChangeKind, ChangeStatus, ConfigDrift, ObservedTopic, TopicStatus, config_drift, plan_topics, topic_status,
 )
 

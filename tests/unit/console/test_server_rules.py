@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from streamlake.console.server import ConsoleConfig, is_loopback, parse_filter
-from streamlake.dlq_policy import DlqError
+from streamlake.core.dlq_policy import DlqError
 
 
 @pytest.mark.parametrize("host,loopback", [("127.0.0.1", True), ("127.8.9.1", True), ("::1", True),

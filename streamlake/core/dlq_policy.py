@@ -2,12 +2,13 @@
 
 Everything here is pure (no Faust, no aiokafka): the DLQ agents
 (:mod:`streamlake.runtime.dlq_agents`) and the ``streamlake dlq`` commands
-(:mod:`streamlake.dlq_ops`) apply these rules to records they read. The
-header names themselves live in :mod:`streamlake.core.dlq`.
+(:mod:`streamlake.kafka.dlq`, :mod:`streamlake.kafka.redrive`) apply these rules to
+records they read. The DLQ context header names live in :mod:`streamlake.core.dlq`.
 
 Over 300 lines: filters, verdicts, redrive headers, previews and the one DLQ tally are
-the DLQ feature's pure rules, used by both the agents and the commands; it is the next
-candidate to move under core/ (see docs/ARCHITECTURE.md).
+the DLQ feature's pure rules, used alike by the agents, the commands and the console;
+kept in one module so a rule and its counterpart (retry verdict and tally, redrive verdict
+and redrive headers) change together.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .core.dlq import CONNECT_NAMES, PREFIX, SPRING_NAMES, H, Reason, Stage, read_dlq_context
-from .core.records import Headers
-from .errors import StreamLakeError
-from .partitioner import partition_for_key
+from ..errors import StreamLakeError
+from ..partitioner import partition_for_key
+from .dlq import CONNECT_NAMES, PREFIX, SPRING_NAMES, H, Reason, Stage, read_dlq_context
+from .records import Headers
 
 __all__ = [
     "DlqError", "HeaderStyle", "RetryVerdict", "RedriveVerdict", "DlqEntry", "DlqFilter", "DlqTally",

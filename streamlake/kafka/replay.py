@@ -1,28 +1,24 @@
-"""Replay: offset resets for a consumer group and window replays of a topic.
+"""Replay against the broker: offset resets for a consumer group and window replays of a topic (async).
 
 The library behind ``streamlake replay reset-offsets`` and ``streamlake replay
-window``. Planning rules live in :mod:`streamlake.core.replay` (pure); broker
-access in :mod:`streamlake.kafka.offsets`. docs/REPLAY.md describes the
-semantics for users.
-
-Over 300 lines: both replay commands (offset reset and window re-publish) share option
-parsing and the group-state checks; splitting them would split those.
+window``. Planning rules live in :mod:`streamlake.core.replay` (pure), the
+options' parsing in :mod:`streamlake.core.replay_options`; group offsets go
+through :mod:`streamlake.kafka.offsets`. docs/REPLAY.md describes the semantics
+for users.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
-from .config import Settings
-from .core.replay import (
+from ..config import Settings
+from ..core.replay import (
     PartitionFacts,
     ReplayDecision,
     ReplayError,
@@ -35,25 +31,19 @@ from .core.replay import (
     build_window_plan,
     check_group_inactive,
     decide_window_record,
-    export_plan_csv,
-    parse_iso_duration,
     parse_kafka_datetime,
-    parse_reset_file,
     parse_topic_scope,
     replay_headers,
-    timestamp_for_duration,
 )
-from .kafka.client import client_kwargs
-from .kafka.offsets import OffsetAdmin, commit_group_offsets
-from .partitioner import partition_for_key
+from ..partitioner import partition_for_key
+from .client import new_consumer, new_producer
+from .offsets import OffsetAdmin, commit_group_offsets
 
 __all__ = [
-    "reset_spec_from_options",
     "plan_offset_reset",
     "execute_offset_reset",
     "ResetOutcome",
     "ResetResult",
-    "write_plan_csv",
     "plan_window",
     "replay_window",
     "PartitionReplayCount",
@@ -64,42 +54,6 @@ TP = tuple[str, int]
 
 
 # --------------------------------------------------------------------------- reset-offsets
-
-def reset_spec_from_options(*, group: str, to_datetime: str | None = None, by_duration: str | None = None,
-                            to_earliest: bool = False, to_latest: bool = False, to_offset: int | None = None,
-                            shift_by: int | None = None, from_file: str | Path | None = None,
-                            now_ns: int | None = None) -> ResetSpec:
-    """Turn exactly one reset scenario into a :class:`ResetSpec` (datetimes resolved now)."""
-    chosen = [name for name, given in (
-        ("--to-datetime", to_datetime is not None), ("--by-duration", by_duration is not None),
-        ("--to-earliest", to_earliest), ("--to-latest", to_latest), ("--to-offset", to_offset is not None),
-        ("--shift-by", shift_by is not None), ("--from-file", from_file is not None),
-    ) if given]
-    if len(chosen) != 1:
-        raise ReplayInputError(
-            "give exactly one reset scenario: --to-datetime, --by-duration, --to-earliest, --to-latest, "
-            f"--to-offset, --shift-by or --from-file (got {', '.join(chosen) or 'none'})")
-    if to_datetime is not None:
-        return ResetSpec(ResetMode.TO_DATETIME, timestamp_ms=parse_kafka_datetime(to_datetime), argument=to_datetime)
-    if by_duration is not None:
-        now = time.time_ns() if now_ns is None else now_ns
-        ts = timestamp_for_duration(parse_iso_duration(by_duration), now)
-        return ResetSpec(ResetMode.BY_DURATION, timestamp_ms=ts, argument=by_duration)
-    if to_earliest:
-        return ResetSpec(ResetMode.TO_EARLIEST)
-    if to_latest:
-        return ResetSpec(ResetMode.TO_LATEST)
-    if to_offset is not None:
-        return ResetSpec(ResetMode.TO_OFFSET, offset=to_offset)
-    if shift_by is not None:
-        return ResetSpec(ResetMode.SHIFT_BY, shift=shift_by)
-    path = Path(str(from_file))
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ReplayInputError(f"cannot read --from-file {path}: {exc.strerror or exc}") from exc
-    return ResetSpec(ResetMode.FROM_FILE, file_offsets=parse_reset_file(text, group), argument=str(path))
-
 
 async def plan_offset_reset(settings: Settings, group: str, spec: ResetSpec, topics: Sequence[str] = (),
                             all_topics: bool = False) -> ReplayPlan:
@@ -179,16 +133,6 @@ async def execute_offset_reset(settings: Settings, plan: ReplayPlan) -> ResetRes
     return ResetResult(plan, ResetOutcome.APPLIED, len(changes))
 
 
-def write_plan_csv(plan: ReplayPlan, path: str | Path) -> Path:
-    """Write Kafka's export CSV (``topic,partition,offset`` lines) to *path*."""
-    target = Path(path)
-    try:
-        target.write_text(export_plan_csv(plan))
-    except OSError as exc:
-        raise ReplayInputError(f"cannot write --export {target}: {exc.strerror or exc}") from exc
-    return target
-
-
 # --------------------------------------------------------------------------- window replay
 
 async def plan_window(settings: Settings, topic: str, start: str, end: str, into: str | None = None,
@@ -254,10 +198,10 @@ async def replay_window(settings: Settings, plan: WindowPlan,
     result = WindowResult(plan, {p.partition: PartitionReplayCount() for p in plan.partitions})
     if not todo:
         return result
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False,
-                                isolation_level="read_committed", client_id="streamlake-replay-window")
-    producer = AIOKafkaProducer(**client_kwargs(settings), acks="all", enable_idempotence=True,
-                                linger_ms=5, client_id="streamlake-replay-window")
+    consumer = new_consumer(settings, group_id=None, enable_auto_commit=False,
+                            isolation_level="read_committed", client_id="streamlake-replay-window")
+    producer = new_producer(settings, acks="all", enable_idempotence=True,
+                            linger_ms=5, client_id="streamlake-replay-window")
     await consumer.start()
     await producer.start()
     try:

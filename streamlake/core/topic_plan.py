@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import TopicSpec
-from .naming import metric_name_of
+from ..catalog import TopicSpec
+from ..naming import metric_name_of
 
 __all__ = [
     "ChangeKind", "ChangeStatus", "TopicStatus", "ConfigDrift", "ObservedTopic", "TopicChange", "TopicPlan",

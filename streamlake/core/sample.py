@@ -21,10 +21,10 @@ from typing import Any
 
 import orjson
 
-from .core.dlq import Reason
-from .core.pipeline import StreamCounters
-from .errors import StreamLakeError
-from .topology import Action, Policies
+from ..errors import StreamLakeError
+from ..topology import Action, Policies
+from .dlq import Reason
+from .pipeline import StreamCounters
 
 __all__ = [
     "SampleKind", "SampleMix", "SampleRecord", "SampleSummary", "Outcome",
