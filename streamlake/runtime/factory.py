@@ -17,6 +17,7 @@ from .binding import StreamBinding
 from .compat import check_versions
 from .declarations import declare_stream
 from .dlq_agents import DlqAgent, bind_dlq_agents
+from .monitor import StreamLakeMonitor
 from .record_path import RecordPath
 from .startup import prepare_worker
 from .web import install_web_views
@@ -57,6 +58,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # Fail a send after this long (Faust's default is 20 min) so an unwritable
         # output or DLQ topic shows up in the log at once, and keeps showing up.
         producer_request_timeout=settings.request_timeout,
+        Monitor=StreamLakeMonitor,  # committed offsets for /metrics (runtime/monitor.py)
     )
     # acks=all with idempotence for outputs, DLQs and changelogs (compat.IdempotentProducer)
     conf["broker_producer"] = consumer_broker_url(settings.broker)

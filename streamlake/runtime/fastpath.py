@@ -139,6 +139,8 @@ class BatchConsumer(ConsumerSeam):
                     await self.seek_partition(tp, earliest[tp])
             for tp, offset in starts.items():
                 self.progress.establish(tp, offset)
+            # What /metrics shows as committed, through the monitor's public hook (runtime/monitor.py)
+            self.app.monitor.on_tp_commit({tp: offset for tp, offset in committed.items() if offset})
         finally:
             self._seeking -= 1
 

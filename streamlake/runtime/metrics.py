@@ -6,15 +6,19 @@ consumer state into metric families when ``/metrics`` is scraped. Each app
 has its own :class:`CollectorRegistry`, so several apps in one process (tests)
 never share or clash.
 
-Faust state read here: ``app.rebalancing``, ``app.rebalancing_count``, and,
-through :mod:`streamlake.runtime.compat`, whether table recovery completed
-and the consumer's committed offsets (as Kafka stores them: the next offset
-to read).
+Faust state read here, through public seams where Faust has them: the
+committed offsets (as Kafka stores them: the next offset to read) and the
+rebalance count from ``app.monitor`` (:class:`~streamlake.runtime.monitor.StreamLakeMonitor`,
+fed by Faust's sensor hooks), ``app.rebalancing``, and the consumer's
+assignment and highwaters. Two reads go through :mod:`streamlake.runtime.compat`:
+whether table recovery completed (Faust has no public flag that does not start
+the recovery service), and, on the exactly_once path only, the offsets Faust's
+own consumer found at assignment (it reports commits to the monitor, not seeks).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -107,7 +111,7 @@ class StreamLakeCollector(Collector):
         yield committed
         yield highwater
         yield CounterMetricFamily("streamlake_rebalances", "Rebalances this worker took part in.",
-                                  value=app.rebalancing_count)
+                                  value=app.monitor.rebalances)
         yield GaugeMetricFamily("streamlake_rebalancing", "1 while a rebalance is in progress.",
                                 value=1 if app.rebalancing else 0)
         yield GaugeMetricFamily("streamlake_assigned_partitions", "Source partitions assigned to this worker.",
@@ -129,11 +133,20 @@ def _assignment(app: StreamLakeApp) -> set[Any]:
         return set()
 
 
+def _committed(app: StreamLakeApp) -> Mapping[Any, int | None]:
+    offsets: dict[Any, int | None] = dict(app.monitor.tp_committed_offsets)
+    if not app.record_path.batch_consumer:
+        # Faust's own consumer (exactly_once) reports its commits to the monitor, not what it found at the seek
+        for tp, offset in committed_offsets(app.consumer).items():
+            offsets.setdefault(tp, offset)
+    return offsets
+
+
 def partition_offsets(app: StreamLakeApp) -> dict[tuple[str, int], tuple[int | None, int | None]]:
     """(highwater, committed offset) per assigned source partition of this worker."""
     sources = _source_topics(app)
     consumer = app.consumer
-    committed_map = committed_offsets(consumer)
+    committed_map = _committed(app)
     out: dict[tuple[str, int], tuple[int | None, int | None]] = {}
     for tp in _assignment(app):
         if tp.topic not in sources:
@@ -160,7 +173,7 @@ def readiness(app: StreamLakeApp) -> tuple[bool, dict[str, Any]]:
     sources = _source_topics(app)
     assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in _assignment(app) if tp.topic in sources)
     checks = {"joined": joined, "rebalancing": rebalancing, "recovery_completed": recovered, "assigned": assigned,
-              "rebalances": app.rebalancing_count}
+              "rebalances": app.monitor.rebalances}
     return joined and recovered and not rebalancing, checks
 
 
