@@ -6,9 +6,8 @@ import aiokafka.errors
 import orjson
 import pytest
 from faust.types import TP
-from streamlake.core.dlq import H, Reason
+from streamlake.core.dlq import VALUE_OMITTED, H, Reason
 from streamlake.core.sequence import KeyState
-from streamlake.core.dlq import VALUE_OMITTED
 from streamlake.runtime.checkpoint import Checkpoint
 from streamlake.runtime.record_path import RecordPath
 from streamlake.runtime.sender import Backoff, is_permanent, is_producer_state_lost
