@@ -2,6 +2,10 @@
 
 Physical topic name: ``[<prefix>.]<domain>.<dataset>.<stage>.v<N>``.
 Nothing else in StreamLake formats a topic name; everything asks this module.
+
+Over 300 lines: that is the point of it. Topic names, their parsing and validation,
+derived topics, changelogs, groups and lake identifiers are kept in one place so no
+other module formats a name.
 """
 
 from __future__ import annotations
@@ -274,7 +278,8 @@ def consumer_group_for(app_id: str) -> str:
     return app_id
 
 
-_REDRIVE_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+#: A redrive or replay id: it becomes part of a consumer group name.
+_RUN_ID = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 
 
 def redrive_group_for(redrive_id: str, app_id: str = "streamlake") -> str:
@@ -286,13 +291,7 @@ def redrive_group_for(redrive_id: str, app_id: str = "streamlake") -> str:
     Raises:
         TopicNameError: when the id is not 1-64 of a-z, 0-9 and inner '-'.
     """
-    if not _REDRIVE_ID.fullmatch(redrive_id):
-        raise TopicNameError(redrive_id, "redrive-id", "a redrive id is 1-64 characters of a-z, 0-9 and '-' "
-                             "(not at the start or end), e.g. 'fix-1234'")
-    group = f"{app_id}-redrive-{redrive_id}"
-    if not _KAFKA_LEGAL.fullmatch(group) or len(group) > MAX_TOPIC_LENGTH:
-        raise TopicNameError(group, "charset", "the app id makes an invalid group name; fix the app id")
-    return group
+    return _run_group(app_id, "redrive", redrive_id, "fix-1234")
 
 
 def replay_group_for(replay_id: str, app_id: str = "streamlake") -> str:
@@ -302,10 +301,15 @@ def replay_group_for(replay_id: str, app_id: str = "streamlake") -> str:
     written once every copy was acknowledged, so a rerun with the same id knows
     the window was already replayed. Same id rules as :func:`redrive_group_for`.
     """
-    if not _REDRIVE_ID.fullmatch(replay_id):
-        raise TopicNameError(replay_id, "replay-id", "a replay id is 1-64 characters of a-z, 0-9 and '-' "
-                             "(not at the start or end), e.g. 'backfill-20240501'")
-    group = f"{app_id}-replay-{replay_id}"
+    return _run_group(app_id, "replay", replay_id, "backfill-20240501")
+
+
+def _run_group(app_id: str, kind: str, run_id: str, example: str) -> str:
+    """``<app id>-<kind>-<run id>``, the group of one named redrive or replay run."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise TopicNameError(run_id, f"{kind}-id", f"a {kind} id is 1-64 characters of a-z, 0-9 and '-' "
+                             f"(not at the start or end), e.g. '{example}'")
+    group = f"{app_id}-{kind}-{run_id}"
     if not _KAFKA_LEGAL.fullmatch(group) or len(group) > MAX_TOPIC_LENGTH:
         raise TopicNameError(group, "charset", "the app id makes an invalid group name; fix the app id")
     return group
