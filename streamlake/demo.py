@@ -5,6 +5,10 @@
 if it started it. The numbers come from the broker, not from worker logs:
 stream totals from the counters changelog (every worker's rows, latest per
 key), lag and DLQ depth from the group's committed offsets and end offsets.
+
+Over 300 lines: the demo is one sequence with one cleanup path (broker, topics,
+workers, console, lander, load, reconciliation, stop); the process group it
+starts and the live view stay beside it so that path is read in one place.
 """
 
 from __future__ import annotations
