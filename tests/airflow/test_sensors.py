@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException
 from streamlake.airflow.hooks import StreamLakeHook
 from streamlake.airflow.sensors import DlqDepthSensor
@@ -29,9 +31,11 @@ from streamlake.kafka.offsets import commit_group_offsets
 from streamlake.naming import consumer_group_for
 from streamlake.partitioner import partition_for_key
 
-from tests.airflow.support import order, source_partitions
+from tests.airflow.support import order, run_dag, source_partitions
 from tests.airflow.test_dlq_triage_dag import _load_dlq
 from tests.kafka_fixtures import produce, wait_for
+
+DAY = datetime(2026, 3, 4, tzinfo=UTC)
 
 
 def _first_event(trigger: StreamLakeTrigger) -> Mapping[str, Any]:
@@ -141,6 +145,16 @@ def test_dlq_depth_sensor_judges_each_reason_against_its_own_threshold(streamlak
     within = _first_event(DlqDepthTrigger(stream=stream, thresholds={"transform-error": 2, "*": 10},
                                           condition="within", **_deadline(30)))
     assert within["status"] == "success" and within["evidence"]["records"] == 4
+
+    # the sensors themselves in a DAG: deferred (the alert fires), and poked in place (times out)
+    with DAG(dag_id=f"dlq_depth_{streamlake_conn.prefix}", schedule=None, start_date=DAY, catchup=False) as dag:
+        DlqDepthSensor(task_id="alert", stream=stream, thresholds={"invalid-json": 1, "*": 5}, poke_interval=0.5,
+                       timeout=30)
+        DlqDepthSensor(task_id="all_within", stream=stream, thresholds={"transform-error": 1, "*": 10},
+                       condition="within", deferrable=False, poke_interval=0.5, timeout=2)
+    run = run_dag(dag, DAY)
+    assert run.tasks == {"alert": "success", "all_within": "failed"}, run.tasks
+    assert [d["reason"] for d in run.xcom["alert"]["depths"] if d["over"]] == ["invalid-json"]
 
     # a threshold that is not a count fails the task before any wait, with the reason
     with pytest.raises(AirflowFailException, match=r"dlq_depth: thresholds must be whole numbers >= 0; got \{'\*': -1\}"):
