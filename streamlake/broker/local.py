@@ -3,6 +3,9 @@
 State lives in ``<data-dir>/broker.json`` (pid, ports, version) so ``stop`` and
 ``status`` never guess. Jars are cached per version under
 ``$STREAMLAKE_CACHE`` (default ``~/.cache/streamlake``) and reused.
+
+About 300 lines: jar resolution, storage format, start, readiness and stop of the one
+broker share its state file.
 """
 
 from __future__ import annotations

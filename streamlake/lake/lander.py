@@ -14,6 +14,9 @@ Invariants (the exactly-once argument, docs/LAKE.md):
   the partition past it; group offsets are committed after the table commit;
 - commits, seeks and rebalance callbacks run under one lock, so a partition's buffer is
   committed once.
+
+Over 300 lines: assignment, fetch, batch landing, commit and rebalance share the lock and
+the per-partition state the invariants above are about; they stay in one class.
 """
 
 from __future__ import annotations
