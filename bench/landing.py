@@ -30,6 +30,7 @@ import orjson
 import pyarrow as pa
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pyiceberg.catalog.sql import SqlCatalog
+
 from streamlake.config import load_settings
 from streamlake.core.lake_progress import RecentWindow
 from streamlake.core.records import SourceRecord

@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+
 from streamlake.broker.local import free_port
 from streamlake.catalog import TopicRole, TopicSpec
 from streamlake.config import Settings

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from streamlake.lake.settings import LakeSettings, load_lake_settings
 
+from streamlake.lake.settings import LakeSettings, load_lake_settings
 from tests.kafka_fixtures import ProcessFactory, TestEnv, WorkerProcess, wait_for
 
 

@@ -10,7 +10,6 @@ from streamlake.catalog import load_catalog
 from streamlake.core.dlq import Reason
 from streamlake.kafka.admin import apply_catalog
 from streamlake.topology import discover_streams
-
 from tests.airflow.support import load_dag, run_dag
 from tests.integration.test_dlq_commands import _produce, dead
 from tests.kafka_fixtures import TestEnv, read_topic

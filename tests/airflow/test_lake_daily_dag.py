@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from streamlake.airflow.hooks import StreamLakeHook
 from streamlake.airflow.triggers import LakeCompleteTrigger, lake_completeness
 from streamlake.core.completeness import Phase
-
 from tests.airflow.support import load_dag, order, run_dag, source_partitions
 from tests.kafka_fixtures import produce, wait_for
 

@@ -10,8 +10,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException
-from streamlake.airflow.operators import ResetOffsetsOperator, TopicsApplyOperator
 
+from streamlake.airflow.operators import ResetOffsetsOperator, TopicsApplyOperator
 from tests.airflow.support import run_dag
 from tests.kafka_fixtures import wait_for
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException
+
 from streamlake.airflow.hooks import StreamLakeHook
 from streamlake.airflow.sensors import DlqDepthSensor
 from streamlake.airflow.triggers import (
@@ -30,7 +31,6 @@ from streamlake.core.repartition import REPARTITIONED_FROM
 from streamlake.kafka.offsets import commit_group_offsets
 from streamlake.naming import consumer_group_for
 from streamlake.partitioner import partition_for_key
-
 from tests.airflow.support import order, run_dag, source_partitions
 from tests.airflow.test_dlq_triage_dag import _load_dlq
 from tests.kafka_fixtures import produce, wait_for

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from streamlake.broker import cluster, local
 from streamlake.config import Settings, load_settings
 from streamlake.kafka.client import client_kwargs
-
 from tests.cluster.certs import TestPki, make_test_pki
 from tests.kafka_fixtures import ROOT, TestBroker, TestEnv, worker_factory  # noqa: F401
 from tests.lake_fixtures import lake_env, lander_factory  # noqa: F401

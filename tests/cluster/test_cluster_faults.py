@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+
 from streamlake.broker import cluster
 from streamlake.errors import StreamLakeError
 from streamlake.lake.info import row_count
 from streamlake.lake.query import query_lake
 from streamlake.lake.verify import VerifyReport, verify_table
-
 from tests.cluster.conftest import ClusterEnv, SecuredCluster
 from tests.faults.support import (
     Planned,

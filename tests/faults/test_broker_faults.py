@@ -14,10 +14,19 @@ import asyncio
 import time
 
 import orjson
+
 from streamlake.partitioner import partition_for_key
 from tests.faults.support import (
-    PARTITIONS, Planned, SteadyProducer, account, committed_offsets, diagnose, plan_workload, read_all,
-    topics, wait_all_landed,
+    PARTITIONS,
+    Planned,
+    SteadyProducer,
+    account,
+    committed_offsets,
+    diagnose,
+    plan_workload,
+    read_all,
+    topics,
+    wait_all_landed,
 )
 from tests.kafka_fixtures import create_topics, produce, wait_for
 

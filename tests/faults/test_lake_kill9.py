@@ -17,9 +17,9 @@ import random
 import time
 
 import pytest
+
 from streamlake.lake.query import query_lake
 from streamlake.lake.verify import verify_table
-
 from tests.faults.support import SteadyProducer, group_stable, plan_workload, topics
 from tests.kafka_fixtures import wait_for
 from tests.lake_fixtures import lake_env, lander_factory  # noqa: F401

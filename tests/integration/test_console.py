@@ -26,10 +26,10 @@ from typing import Any
 
 import orjson
 import pytest
+
 from streamlake.broker import local
 from streamlake.console.process import ConsoleProcess
 from streamlake.partitioner import partition_for_key
-
 from tests import lake_fixtures
 from tests.faults.support import PARTITIONS, topics
 from tests.faults.test_hostile_records import CORPUS, FORWARD

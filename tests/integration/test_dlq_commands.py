@@ -13,8 +13,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streamlake.core.dlq import DeadLetter, H, Reason, build_dlq_headers
-from streamlake.core.records import SourceRecord
 from streamlake.core.dlq_policy import REDRIVE_DLQ_OFFSET, REDRIVE_DLQ_PARTITION, REDRIVE_DLQ_TOPIC, REDRIVE_ID, DlqFilter
+from streamlake.core.records import SourceRecord
 from streamlake.kafka.client import client_kwargs
 from streamlake.kafka.redrive import RedriveFault, RedriveMode, crash_redrive_after
 from tests.dlq_sync import dlq_stats, export_dlq, inspect_dlq, redrive_dlq

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 from streamlake.broker import local
-
 from tests.kafka_fixtures import ROOT, wait_for
 
 

@@ -15,12 +15,12 @@ import urllib.request
 
 import orjson
 import pytest
+
 from streamlake.core.dlq import H
 from streamlake.lake.info import landing_lag, list_tables, newest_event_time, table_history, table_offsets
 from streamlake.lake.query import query_lake
 from streamlake.lake.verify import verify_table
 from streamlake.partitioner import partition_for_key
-
 from tests.kafka_fixtures import create_topics, produce, read_topic, wait_for
 from tests.lake_fixtures import lake_env, lander_factory, wait_rows  # noqa: F401
 

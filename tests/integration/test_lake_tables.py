@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from pyiceberg.exceptions import CommitFailedException
+
 from streamlake.config import load_settings
 from streamlake.core.lake_progress import RecentWindow
 from streamlake.core.records import SourceRecord
@@ -23,7 +24,6 @@ from streamlake.lake.tables import (
 )
 from streamlake.lake.writer import PartitionBatch, TableWriter
 from streamlake.topology import Stream
-
 from tests.kafka_fixtures import ROOT
 
 COLUMNS = {"order_id": "string", "amount": "decimal(12,2)", "ts": "timestamptz"}

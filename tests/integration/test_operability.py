@@ -8,9 +8,9 @@ import sys
 import urllib.error
 import urllib.request
 
+from streamlake.core.sample import SampleMix, generate_sample
 from streamlake.kafka.group_status import CountersReader
 from streamlake.kafka.sample_producer import produce_sample
-from streamlake.core.sample import SampleMix, generate_sample
 from tests.kafka_fixtures import ROOT, wait_for
 
 PARTITIONS = 8

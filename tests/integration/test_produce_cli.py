@@ -8,10 +8,10 @@ import sys
 import urllib.request
 
 import orjson
+
 from streamlake.catalog import load_catalog
 from streamlake.kafka.admin import apply_catalog
 from streamlake.producer import find_stream
-
 from tests.kafka_fixtures import ROOT, read_topic, wait_for
 
 

@@ -6,6 +6,7 @@ import asyncio
 
 import orjson
 import pytest
+
 from streamlake.catalog import load_catalog
 from streamlake.core.dlq import Reason, Stage
 from streamlake.kafka.admin import apply_catalog
@@ -18,7 +19,6 @@ from streamlake.producer import (
     SyncStreamProducer,
     find_stream,
 )
-
 from tests.kafka_fixtures import read_topic
 
 

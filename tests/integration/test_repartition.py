@@ -16,16 +16,16 @@ import urllib.request
 from pathlib import Path
 
 import orjson
+
 from streamlake.catalog import load_catalog
 from streamlake.core.dlq import H
 from streamlake.core.dlq_policy import DlqFilter
 from streamlake.kafka.admin import apply_catalog
 from streamlake.kafka.group_status import read_group_status
+from streamlake.kafka.redrive import RedriveMode
 from streamlake.partitioner import partition_for_key
 from streamlake.producer import find_stream
-from streamlake.kafka.redrive import RedriveMode
 from tests.dlq_sync import redrive_dlq
-
 from tests.integration.real_clients import confluent_produce, console_produce, kcat_produce
 from tests.kafka_fixtures import ROOT, read_topic, wait_for
 

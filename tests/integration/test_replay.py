@@ -38,8 +38,8 @@ from streamlake.core.replay import (
 )
 from streamlake.kafka.client import client_kwargs
 from streamlake.kafka.offsets import commit_group_offsets
-from streamlake.partitioner import partition_for_key
 from streamlake.kafka.replay import ResetOutcome, plan_offset_reset, plan_window, replay_window
+from streamlake.partitioner import partition_for_key
 from tests import kafka_fixtures as fixtures
 
 CGC = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"

@@ -11,8 +11,8 @@ import orjson
 
 from streamlake.core.dlq import H
 from streamlake.core.dlq_policy import DlqFilter
-from streamlake.errors import StreamLakeError
 from streamlake.core.replay_options import reset_spec_from_options
+from streamlake.errors import StreamLakeError
 from streamlake.kafka.redrive import RedriveMode
 from streamlake.kafka.replay import execute_offset_reset, plan_offset_reset, plan_window, replay_window
 from tests.dlq_sync import redrive_dlq

@@ -14,9 +14,9 @@ import threading
 import orjson
 
 from streamlake.catalog import load_catalog
+from streamlake.core.sample import Outcome, SampleMix, SampleSummary, expected_outcome, generate_sample
 from streamlake.kafka.group_status import CountersReader, read_group_status
 from streamlake.kafka.sample_producer import produce_sample
-from streamlake.core.sample import Outcome, SampleMix, SampleSummary, expected_outcome, generate_sample
 from streamlake.topology import discover_streams
 from tests.kafka_fixtures import read_topic, wait_for
 

@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 
 from streamlake.catalog import (
-    DLQ_DEFAULTS, REPARTITION_DEFAULTS, RETRY_DEFAULTS, TopicRole, build_catalog, load_catalog,
+    DLQ_DEFAULTS,
+    REPARTITION_DEFAULTS,
+    RETRY_DEFAULTS,
+    TopicRole,
+    build_catalog,
+    load_catalog,
 )
 from streamlake.config import Settings
 from streamlake.errors import CatalogError

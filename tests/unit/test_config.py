@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from streamlake.config import ENV_OVERRIDES, Settings, load_settings, settings_table, with_overrides
 from streamlake.errors import ConfigError
 

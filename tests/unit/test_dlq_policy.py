@@ -5,14 +5,30 @@ from __future__ import annotations
 import pytest
 
 from streamlake.core.dlq import DeadLetter, H, Reason, build_dlq_headers
-from streamlake.core.records import SourceRecord
 from streamlake.core.dlq_policy import (
-    REDRIVE_DLQ_OFFSET, REDRIVE_DLQ_PARTITION, REDRIVE_DLQ_TOPIC, REDRIVE_ID, DlqEntry, DlqError, DlqFilter,
-    DlqTally, HeaderStyle, RedriveVerdict, RetryVerdict, decide_retry, judge_redrive, parse_time,
-    redrive_headers, render_preview, retry_delay, retry_schedule, styled_headers,
+    REDRIVE_DLQ_OFFSET,
+    REDRIVE_DLQ_PARTITION,
+    REDRIVE_DLQ_TOPIC,
+    REDRIVE_ID,
+    DlqEntry,
+    DlqError,
+    DlqFilter,
+    DlqTally,
+    HeaderStyle,
+    RedriveVerdict,
+    RetryVerdict,
+    decide_retry,
+    judge_redrive,
+    parse_time,
+    redrive_headers,
+    render_preview,
+    retry_delay,
+    retry_schedule,
+    styled_headers,
 )
-from streamlake.naming import redrive_group_for
+from streamlake.core.records import SourceRecord
 from streamlake.errors import TopicNameError
+from streamlake.naming import redrive_group_for
 from streamlake.runtime.dlq_agents import empty_counts, fold_counts
 
 SRC = "sales.orders.raw.v1"

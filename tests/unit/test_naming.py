@@ -6,9 +6,20 @@ import pytest
 
 from streamlake.errors import TopicNameError
 from streamlake.naming import (
-    MAX_TOPIC_LENGTH, NAMING_RULES, TopicName, changelog_topic_for, check_topic_names, consumer_group_for,
-    dlq_topic_for, find_metric_collisions, parse_topic_name, retry_topic_for, source_of_derived,
-    topic_name, validate_segment, validate_topic_name,
+    MAX_TOPIC_LENGTH,
+    NAMING_RULES,
+    TopicName,
+    changelog_topic_for,
+    check_topic_names,
+    consumer_group_for,
+    dlq_topic_for,
+    find_metric_collisions,
+    parse_topic_name,
+    retry_topic_for,
+    source_of_derived,
+    topic_name,
+    validate_segment,
+    validate_topic_name,
 )
 
 

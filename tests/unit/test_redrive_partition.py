@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from streamlake.core.dlq import DeadLetter, Reason, build_dlq_headers
-from streamlake.core.records import SourceRecord
 from streamlake.core.dlq_policy import DlqEntry, redrive_partition
+from streamlake.core.records import SourceRecord
 from streamlake.partitioner import partition_for_key
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from streamlake.core.replay_options import reset_spec_from_options
-
 from streamlake.core.replay import (
     ORIGIN_OFFSET_HEADER,
     ORIGIN_PARTITION_HEADER,
@@ -33,6 +31,7 @@ from streamlake.core.replay import (
     replay_headers,
     timestamp_for_duration,
 )
+from streamlake.core.replay_options import reset_spec_from_options
 
 # 2020-11-10T16:51:38.198Z, the example in Kafka's Utils.getDateTime docs
 EXAMPLE_MS = 1605027098198

@@ -8,10 +8,17 @@ import pytest
 
 from streamlake.core.pipeline import StreamCounters, process_batch
 from streamlake.core.records import SourceRecord
+from streamlake.core.sample import (
+    MALFORMED_KINDS,
+    Reconciliation,
+    SampleKind,
+    SampleMix,
+    counters_delta,
+    generate_sample,
+    summarize_sample,
+)
 from streamlake.errors import StreamLakeError
 from streamlake.partitioner import partition_for_key
-from streamlake.core.sample import (MALFORMED_KINDS, Reconciliation, SampleKind, SampleMix, counters_delta,
-                               generate_sample, summarize_sample)
 from streamlake.topology import Stream
 
 ORDERS = Stream(domain="sales", dataset="orders", version=1, key_field="order_id", sequence_field="seq")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from streamlake.catalog import TopicRole, TopicSpec
 from streamlake.core.topic_plan import (
-    ChangeKind, ChangeStatus, ConfigDrift, ObservedTopic, TopicStatus, config_drift, plan_topics, topic_status,
+    ChangeKind,
+    ChangeStatus,
+    ConfigDrift,
+    ObservedTopic,
+    TopicStatus,
+    config_drift,
+    plan_topics,
+    topic_status,
 )
 
 CONFIG = {"cleanup.policy": "delete", "retention.ms": "1000"}

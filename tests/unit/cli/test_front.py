@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import pytest
+
 from streamlake.cli.front import command_of, needs_app, settings_overrides
 from streamlake.errors import ConfigError
 from streamlake.runtime.startup import lock_datadir

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from streamlake.console.history import History, Sample, StreamSample
 from streamlake.core.pipeline import StreamCounters
 

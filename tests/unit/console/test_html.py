@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from streamlake.console.html import Markup, el, escape, join
 
+from streamlake.console.html import Markup, el, escape, join
 from tests.faults.test_hostile_records import CORPUS
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from streamlake.console.server import ConsoleConfig, is_loopback, parse_filter
 from streamlake.core.dlq_policy import DlqError
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from streamlake.core.acls import PatternType, ResourceType, acl_grants, kafka_acls_command, render_command
 
 TOPICS = ("p.sales.orders.raw.v1", "p.sales.orders.valid.v1", "p.sales.orders.raw.v1.dlq",

@@ -6,6 +6,7 @@ import decimal
 
 import orjson
 import pytest
+
 from streamlake.core.dlq import Reason, Stage
 from streamlake.core.lake_progress import RecentWindow
 from streamlake.core.lake_rows import Built, CastError, LandingFailure, RowBuilder, cast_value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from streamlake.core.lake_schema import (
     FIXED_COLUMNS,
     ColumnType,

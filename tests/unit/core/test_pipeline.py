@@ -1,5 +1,6 @@
 import orjson
 import pytest
+
 from streamlake.core.dlq import DeadLetter, H, Reason, Stage, build_dlq_headers, read_dlq_context
 from streamlake.core.pipeline import process_batch
 from streamlake.core.records import SourceRecord

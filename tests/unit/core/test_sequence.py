@@ -1,4 +1,5 @@
 import pytest
+
 from streamlake.core.sequence import (
     KeyState,
     SequenceClass,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from streamlake.core.thresholds import DepthCondition, depth_by_reason, depth_condition_met, reasons_over
 
 ROWS = [{"stage": "decode", "reason": "invalid-json", "count": 3},

@@ -6,8 +6,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from streamlake.cli.lake import lake, land
 
+from streamlake.cli.lake import lake, land
 from tests.kafka_fixtures import ROOT
 
 

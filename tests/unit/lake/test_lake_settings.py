@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from streamlake.config import load_settings
 from streamlake.errors import ConfigError
 from streamlake.lake.settings import load_lake_settings, redact_uri

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+
 from streamlake.core.dlq import Reason
 from streamlake.errors import StreamLakeError
 from streamlake.producer.files import FileFormat, default_rejects_path, format_of, read_lines

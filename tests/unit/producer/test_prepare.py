@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+
 from streamlake.core.dlq import Reason, Stage
 from streamlake.core.pipeline import process_batch
 from streamlake.core.records import SourceRecord

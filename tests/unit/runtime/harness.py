@@ -20,6 +20,7 @@ from typing import Any
 
 import faust
 import orjson
+
 from streamlake.catalog import load_catalog
 from streamlake.config import Settings, load_settings
 from streamlake.core.dlq import DeadLetter, H, Reason, build_dlq_headers

@@ -6,6 +6,7 @@ import aiokafka.errors
 import orjson
 import pytest
 from faust.types import TP
+
 from streamlake.core.dlq import VALUE_OMITTED, H, Reason
 from streamlake.core.sequence import KeyState
 from streamlake.runtime.checkpoint import Checkpoint

@@ -21,6 +21,7 @@ from faust.stores import rocksdb as faust_rocksdb
 from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
+
 from streamlake.errors import ConfigError
 from streamlake.runtime import compat
 

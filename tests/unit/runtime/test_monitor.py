@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from faust.types import TP
+
 from streamlake.runtime.monitor import StreamLakeMonitor
 
 A0, A1, B0 = TP("a", 0), TP("a", 1), TP("b", 0)

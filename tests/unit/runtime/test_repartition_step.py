@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiokafka.errors
 import pytest
+
 from streamlake.core.repartition import REPARTITIONED_FROM
 from streamlake.runtime.sender import Backoff
 
