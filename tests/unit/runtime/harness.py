@@ -181,8 +181,8 @@ class DlqRuntime:
     async def consume(self, events: Sequence[FakeEvent]) -> None:
         """Run the agent over *events*, then wait for the retries it started."""
         await self.agent._consume(FakeDlqStream(events))  # type: ignore[arg-type]
-        while self.agent.pending_retries():
-            await asyncio.sleep(0.01)
+        retries = [slot.task for ledger in self.agent._ledgers.values() for slot in ledger if slot.task is not None]
+        await asyncio.gather(*retries, return_exceptions=True)
 
 
 def dlq_runtime(**env: str) -> DlqRuntime:
