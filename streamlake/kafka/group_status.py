@@ -29,7 +29,7 @@ from ..core.pipeline import StreamCounters
 from ..errors import BrokerError
 from ..naming import changelog_topic_for, consumer_group_for, table_name_for
 from .admin import admin_client
-from .client import client_kwargs
+from .client import new_consumer
 
 __all__ = ["MemberInfo", "PartitionLag", "DlqDepth", "GroupStatus", "read_group_status", "CountersReader",
            "counters_changelog_for"]
@@ -194,8 +194,7 @@ async def _describe(admin: Any, group: str) -> tuple[str, str, tuple[MemberInfo,
 async def _log_offsets(settings: Settings, tps: list[TopicPartition]) -> tuple[dict, dict]:
     if not tps:
         return {}, {}
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False,
-                                client_id="streamlake-status")
+    consumer = new_consumer(settings, group_id=None, enable_auto_commit=False, client_id="streamlake-status")
     try:
         await consumer.start()
         return await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
@@ -231,9 +230,9 @@ class CountersReader:
     _tps: dict[str, list[TopicPartition]] = field(default_factory=dict)
 
     async def __aenter__(self) -> CountersReader:
-        self._consumer = AIOKafkaConsumer(**client_kwargs(self.settings), group_id=None, enable_auto_commit=False,
-                                          isolation_level="read_committed", auto_offset_reset="earliest",
-                                          client_id="streamlake-counters")
+        self._consumer = new_consumer(self.settings, group_id=None, enable_auto_commit=False,
+                                      isolation_level="read_committed", auto_offset_reset="earliest",
+                                      client_id="streamlake-counters")
         try:
             await self._consumer.start()
         except KafkaError as exc:

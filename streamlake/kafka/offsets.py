@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
     CommitFailedError,
@@ -27,7 +27,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from ..config import Settings
 from ..core.replay import ActiveGroupError, GroupState, ReplayError
-from .client import client_kwargs, connection_failure
+from .client import client_kwargs, connection_failure, new_consumer
 
 __all__ = ["GroupDescription", "OffsetAdmin", "commit_group_offsets"]
 
@@ -54,8 +54,8 @@ class OffsetAdmin:
         self._admin = AIOKafkaAdminClient(**client_kwargs(settings), client_id="streamlake-replay-admin")
         # Kafka's reset tool lists offsets READ_UNCOMMITTED (the high watermark); window
         # replay reads read_committed so aborted transactional records are never re-published.
-        self._consumer = AIOKafkaConsumer(
-            **client_kwargs(settings), group_id=None, enable_auto_commit=False,
+        self._consumer = new_consumer(
+            settings, group_id=None, enable_auto_commit=False,
             isolation_level=isolation_level, client_id="streamlake-replay-offsets",
         )
 
@@ -146,8 +146,7 @@ async def commit_group_offsets(settings: Settings, group: str, offsets: Mapping[
     if not offsets:
         return
     tps = [TopicPartition(t, p) for t, p in offsets]
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=group, enable_auto_commit=False,
-                                client_id="streamlake-replay-commit")
+    consumer = new_consumer(settings, group_id=group, enable_auto_commit=False, client_id="streamlake-replay-commit")
     await consumer.start()
     try:
         consumer.assign(tps)

@@ -11,7 +11,6 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from ..config import Settings
@@ -20,7 +19,7 @@ from ..errors import BrokerError, StreamLakeError
 from ..partitioner import partition_for_key
 from ..topology import Policies
 from .admin import topic_partition_counts
-from .client import client_kwargs
+from .client import new_producer
 
 __all__ = ["produce_sample", "check_source_topic"]
 
@@ -52,8 +51,8 @@ async def produce_sample(settings: Settings, topic: str, partitions: int, record
     if rate is not None and rate <= 0:
         raise StreamLakeError(f"--rate must be positive, got {rate}")
     await check_source_topic(settings, topic, partitions)
-    producer = AIOKafkaProducer(**client_kwargs(settings), acks="all", enable_idempotence=True,
-                                linger_ms=5, max_batch_size=256 * 1024, client_id="streamlake-produce-sample")
+    producer = new_producer(settings, acks="all", enable_idempotence=True,
+                            linger_ms=5, max_batch_size=256 * 1024, client_id="streamlake-produce-sample")
     try:
         await producer.start()
     except KafkaError as exc:
