@@ -60,12 +60,14 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         producer_request_timeout=settings.request_timeout,
         Monitor=StreamLakeMonitor,  # committed offsets for /metrics (runtime/monitor.py)
     )
-    # acks=all with idempotence for outputs, DLQs and changelogs (compat.IdempotentProducer)
-    conf["broker_producer"] = consumer_broker_url(settings.broker)
     if RecordPath.for_settings(settings).batch_consumer:
         # StreamLake's consumer owns read positions, fast path or not (see fastpath.py).
         # exactly_once keeps Faust's: its sends join Faust's per-partition transactions.
         conf["broker_consumer"] = consumer_broker_url(settings.broker)
+        # acks=all with idempotence for outputs, DLQs and changelogs (compat.IdempotentProducer).
+        # exactly_once keeps Faust's producer as it is: its sends go through transactional
+        # producers, which are idempotent already.
+        conf["broker_producer"] = consumer_broker_url(settings.broker)
     credentials = _credentials(settings)
     if credentials is not None:
         conf["broker_credentials"] = credentials
