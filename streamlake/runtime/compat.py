@@ -119,8 +119,31 @@ class ConsumerSeam(aiokafka_driver.Consumer):
     # -- Faust's behaviour, for subclasses to extend -------------------------------------
 
     def new_offset(self, tp: TP) -> int | None:
-        """The offset Faust's commit would commit for *tp* (first gap in the acked list)."""
+        """The offset to commit for *tp*: Faust's (the first run of acked offsets), never past an unacked head.
+
+        Faust's own rule lets the lowest acked offset be one past the committed
+        position, and skips the check when nothing (or 0) is committed: a record
+        at the head still in flight -- re-read after a rebalance while a stale
+        ack of the next one arrives -- would be committed past and never
+        processed. Here the acked offsets (and known gaps) must start exactly
+        at :meth:`commit_floor`, or nothing is committed for *tp* yet.
+        """
+        floor = self.commit_floor(tp)
+        settled = self.lowest_settled_offset(tp)
+        if settled is not None and (floor is None or settled > floor):
+            return None
         return super()._new_offset(tp)
+
+    def commit_floor(self, tp: TP) -> int | None:
+        """Where *tp*'s next commit must start: its committed offset (None when unknown)."""
+        return self.committed_offset(tp)
+
+    def lowest_settled_offset(self, tp: TP) -> int | None:
+        """The lowest offset of *tp* that is acked or a known gap (None when there is none)."""
+        acked = self._acked.get(tp)
+        gaps = self._gap.get(tp)
+        lows = ([min(acked)] if acked else []) + ([min(iv.begin for iv in gaps)] if gaps else [])
+        return min(lows) if lows else None
 
     def tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
         """Partitions a commit considers, of *topics* (all when None)."""
@@ -149,8 +172,21 @@ class ConsumerSeam(aiokafka_driver.Consumer):
         self._read_offset[tp] = offset
 
     async def add_gap(self, tp: TP, first: int, last: int) -> None:
-        """Tell Faust's commit that offsets *first*..*last* of *tp* do not exist (compacted, transaction markers)."""
-        await self._add_gap(tp, first, last)
+        """Tell Faust's commit that offsets *first*..*last* of *tp* do not exist (compacted, transaction markers).
+
+        Faust's ``_add_gap`` drops the committed offset itself from a gap (it
+        clamps to committed + 1, as if committed were the last record read, not
+        the next): a transaction marker right at the committed position could
+        then never be committed past. So the gap tree is filled here, from the
+        committed offset on.
+        """
+        committed = self._committed_offset.get(tp)
+        if committed is not None:
+            first = max(first, committed)
+        if first <= last:
+            gaps = self._gap[tp]
+            gaps.addi(first, last + 1)  # intervaltree intervals exclude their end
+            gaps.merge_overlaps()
 
     async def seek_partition(self, tp: TP, offset: int) -> None:
         await self._seek(tp, offset)

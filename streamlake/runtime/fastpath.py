@@ -102,6 +102,12 @@ class BatchConsumer(ConsumerSeam):
             return self.progress.committable(tp)
         return super().new_offset(tp)
 
+    def commit_floor(self, tp: TP) -> int | None:
+        # Faust keeps a committed 0 as None, and nothing for a partition never committed:
+        # then reading started where the seek established it.
+        committed = super().commit_floor(tp)
+        return committed if committed is not None else self.progress.committable(tp)
+
     def _complete(self, spans: Mapping[TP, tuple[int, int]]) -> None:
         for tp, (start, end) in spans.items():
             self.progress.complete(tp, start, end)

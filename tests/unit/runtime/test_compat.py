@@ -49,7 +49,6 @@ def test_another_version_of_either_package_is_refused(package: str) -> None:
     ("_filter_tps_with_pending_acks", ["self", "topics"], False),
     ("_drain_messages", ["self", "fetcher"], True),
     ("_wait_next_records", ["self", "timeout"], True),
-    ("_add_gap", ["self", "tp", "offset_from", "offset_to"], True),
     ("_seek", ["self", "partition", "offset"], True),
     ("_to_message", ["self", "tp", "record"], False),
 ])
@@ -79,7 +78,10 @@ def test_consumer_private_state_keeps_its_shape(consumer: Consumer) -> None:
     assert isinstance(consumer._unacked_messages, WeakSet)
     assert isinstance(consumer._buffered_partitions, set)
     assert consumer._waiting_for_ack is None  # a future only while someone waits for acks
-    assert isinstance(consumer._gap, defaultdict)  # what _add_gap fills
+    assert isinstance(consumer._gap, defaultdict)  # known gaps: intervaltree.IntervalTree per partition
+    assert type(consumer._gap[tp]).__name__ == "IntervalTree"
+    assert isinstance(consumer._acked, defaultdict) and consumer._acked[tp] == []
+    assert isinstance(consumer._acked_index, defaultdict) and consumer._acked_index[tp] == set()
 
 
 def test_consumer_seam_reads_and_writes_that_state(consumer: Consumer) -> None:
@@ -179,3 +181,54 @@ async def test_renewing_the_producer_id_restarts_every_sequence_once() -> None:
     transactional = aiokafka.AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", transactional_id="x")
     transactional._txn_manager.set_pid_and_epoch(3, 0)
     assert compat.renew_producer_id(transactional, 3) is False  # transactions fence, they are never renewed
+
+
+def _seam_with_acks(consumer: Consumer, cls: type = compat.ConsumerSeam, committed: int | None = 651,
+                    acked: tuple[int, ...] = (652, 653)) -> compat.ConsumerSeam:
+    seam = cls.__new__(cls)
+    seam.__dict__.update(consumer.__dict__)
+    tp = TP("t", 0)
+    if committed is not None:
+        seam._committed_offset[tp] = committed
+    seam._acked[tp] = list(acked)
+    seam._acked_index[tp] = set(acked)
+    return seam
+
+
+def test_faust_commits_past_one_unacked_record_at_the_head(consumer: Consumer) -> None:
+    # Why the seam guards new_offset: committed 651 (the next to read), 651 still in
+    # flight, 652 and 653 acked -- Faust's own rule commits 654 and skips 651.
+    seam = _seam_with_acks(consumer)
+    assert Consumer._new_offset(seam, TP("t", 0)) == 654
+
+
+def test_the_seam_commits_nothing_while_the_head_record_is_unacked(consumer: Consumer) -> None:
+    tp = TP("t", 0)
+    seam = _seam_with_acks(consumer)
+    assert seam.new_offset(tp) is None
+    seam._acked[tp].insert(0, 651)
+    seam._acked_index[tp].add(651)
+    assert seam.new_offset(tp) == 654
+
+
+def test_a_known_gap_at_the_head_settles_it(consumer: Consumer) -> None:
+    tp = TP("t", 0)
+    seam = _seam_with_acks(consumer)
+    asyncio.run(seam.add_gap(tp, 640, 651))  # e.g. a transaction marker at 651, verified by a re-read
+    assert [(iv.begin, iv.end) for iv in seam._gap[tp]] == [(651, 652)]  # nothing below the committed offset
+    assert seam.new_offset(tp) == 654
+
+
+def test_without_a_committed_offset_the_batch_consumer_starts_where_its_seek_did(consumer: Consumer) -> None:
+    from streamlake.core.progress import ReadProgress
+    from streamlake.runtime.fastpath import BatchConsumer
+
+    tp = TP("t", 0)
+    seam = _seam_with_acks(consumer, BatchConsumer, committed=None, acked=(1, 2))
+    seam.__dict__["app"] = type("App", (), {"fast_bindings": {}})()
+    seam.progress = ReadProgress()
+    assert seam.new_offset(tp) is None  # no known start: commit nothing
+    seam.progress.establish(tp, 0)
+    assert seam.new_offset(tp) is None  # offset 0 not acked yet
+    seam.progress.establish(tp, 1)
+    assert seam.new_offset(tp) == 3
