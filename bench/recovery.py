@@ -9,7 +9,10 @@ timed until Faust logs ``Recovery complete``. Per store it measures:
 * a **restart** on the same data dir (``memory://`` replays everything again;
   ``rocksdb://`` keeps its state and offsets and replays only the delta),
 * a **baseline** worker with an empty changelog, whose RSS is subtracted to
-  get memory per 1M keys.
+  get memory per 1M keys;
+* a **raw read** of the same changelog by a bare aiokafka consumer in the
+  harness (no decoding, no store), in the same run: the ceiling a restore can
+  approach on this machine, reported as a ratio.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamlake.broker.local import free_port
+from streamlake.core.sequence import KeyState, encode_key_state
 from streamlake.naming import changelog_topic_for, table_name_for
 from streamlake.partitioner import partition_for_key
 
@@ -37,12 +41,35 @@ STORES = {"memory": "memory://", "rocksdb": "rocksdb://"}
 
 
 def tracked_keys(n: int, partitions: int) -> list[tuple[int, bytes, bytes]]:
-    """N changelog records: distinct keys, each with a KeyState ``[next_seq, gaps, horizon]``."""
+    """N changelog records: distinct keys, each with a per-key state as the runtime writes it."""
     out = []
     for i in range(n):
         key = f"o-{i:09d}".encode()
-        out.append((partition_for_key(key, partitions), key, orjson.dumps([(i % 97) + 1, [], 0])))
+        out.append((partition_for_key(key, partitions), key, encode_key_state(KeyState((i % 97) + 1, (), 0))))
     return out
+
+
+async def time_raw_read(bootstrap: str, topic: str, partitions: int) -> dict:
+    """Read *topic* from start to end with a bare aiokafka consumer; the records/s a restore could approach."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        started = time.monotonic()
+        records, done = 0, {tp for tp in tps if not ends[tp]}
+        while len(done) < len(tps):
+            for tp, batch in (await consumer.getmany(timeout_ms=500)).items():
+                records += len(batch)
+                if batch[-1].offset + 1 >= ends[tp]:
+                    done.add(tp)
+        seconds = time.monotonic() - started
+        return {"records": records, "seconds": round(seconds, 2), "records_per_s": round(records / seconds)}
+    finally:
+        await consumer.stop()
 
 
 def dir_size_mb(path: Path) -> float:
@@ -95,6 +122,9 @@ async def measure_recovery(url: str, keys: int, stores: tuple[str, ...], partiti
                 if n:
                     took = await produce_workload(bootstrap, changelog, records)
                     say(f"{store}: prefilled {changelog} with {n:,} keys in {took:.1f}s")
+                    row["raw_read"] = await time_raw_read(bootstrap, changelog, partitions)
+                    say(f"{store}: a bare consumer read it in {row['raw_read']['seconds']}s "
+                        f"({row['raw_read']['records_per_s']:,}/s)")
                 cold = await time_recovery(f"{store}-{label}-cold", env, run_dir, timeout)
                 say(f"{store} {label}: cold start recovered in {cold['seconds']}s, RSS {cold['rss_mb']} MB")
                 if label == "baseline":
@@ -107,6 +137,10 @@ async def measure_recovery(url: str, keys: int, stores: tuple[str, ...], partiti
                 row["restart"] = restart
             base = row["baseline"]
             row["recovery_s_cold"] = round(row["cold"]["seconds"] - base["seconds"], 2)
+            raw = row["raw_read"]
+            row["cold_restore_per_s"] = round(keys / row["recovery_s_cold"]) if row["recovery_s_cold"] > 0 else None
+            row["cold_restore_vs_raw_read"] = (round(row["cold_restore_per_s"] / raw["records_per_s"], 2)
+                                               if row["cold_restore_per_s"] and raw["records_per_s"] else None)
             row["recovery_s_restart"] = round(row["restart"]["seconds"] - base["seconds"], 2)
             if row["cold"]["rss_mb"] is not None and base["rss_mb"] is not None:
                 row["rss_mb_per_1m_keys"] = round((row["cold"]["rss_mb"] - base["rss_mb"]) * 1_000_000 / keys, 1)
@@ -119,11 +153,16 @@ async def measure_recovery(url: str, keys: int, stores: tuple[str, ...], partiti
 
 def print_recovery(report: dict, markdown: bool) -> None:
     headers = ["store", "tracked keys", "cold start to recovered", "restart to recovered",
-               "empty-table start", "RSS after recovery", "RSS per 1M keys", "data dir"]
+               "empty-table start", "cold restore rate (÷ bare read, same run)", "RSS after recovery",
+               "RSS per 1M keys", "data dir"]
     rows = []
     for r in report["results"]:
+        rate = r.get("cold_restore_per_s")
         rows.append([r["store"], f"{r['keys']:,}", f"{r['cold']['seconds']} s", f"{r['restart']['seconds']} s",
-                     f"{r['baseline']['seconds']} s", f"{r['cold']['rss_mb']} MB (empty: {r['baseline']['rss_mb']} MB)",
+                     f"{r['baseline']['seconds']} s",
+                     "—" if rate is None else f"{rate:,}/s ({r['cold_restore_vs_raw_read']}× of "
+                                              f"{r['raw_read']['records_per_s']:,}/s)",
+                     f"{r['cold']['rss_mb']} MB (empty: {r['baseline']['rss_mb']} MB)",
                      f"{r.get('rss_mb_per_1m_keys', '—')} MB", f"{r.get('datadir_mb', '—')} MB"])
     print_simple("Sequence-table recovery (worker start to Faust's 'Recovery complete'; "
                  "the empty-table start is the same worker with nothing to recover)", headers, rows, markdown)
