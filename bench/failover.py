@@ -32,7 +32,6 @@ from datetime import datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-
 from streamlake.broker.local import free_port
 from streamlake.kafka.offsets import OffsetAdmin
 from streamlake.naming import changelog_topic_for, table_name_for

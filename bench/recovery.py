@@ -25,7 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from streamlake.broker.local import free_port
 from streamlake.core.sequence import KeyState, encode_key_state
 from streamlake.naming import changelog_topic_for, table_name_for

@@ -28,13 +28,19 @@ stop events. What is left:
 * :class:`IdempotentProducer` - Faust's producer with aiokafka's idempotence on
   (Faust turns it on only for transactions), on a :class:`ReportingProducer`
   that reports failed sends, and :func:`renew_producer_id`, which gets an
-  idempotent producer out of aiokafka's lost-sequence state.
+  idempotent producer out of aiokafka's lost-sequence state;
+* table recovery in bulk (table_store.py): :func:`changelog_table`,
+  :func:`finish_recovery_if_caught_up` (what Faust's changelog reader does
+  after each record), :func:`write_rocksdb_batch`, and
+  :func:`start_tables_now` (the table manager's start without its fixed
+  one-second sleep), :func:`set_fetch_limit` (smaller hand-overs while
+  restoring).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import aiokafka
@@ -51,6 +57,8 @@ __all__ = [
     "PINNED_VERSIONS", "check_versions", "ConsumerSeam", "raw_producer", "store_in_rocksdb",
     "is_rocksdb_store", "committed_offsets", "recovery_completed", "fetch_cluster_metadata",
     "ReportingProducer", "IdempotentProducer", "producer_id", "renew_producer_id",
+    "changelog_table", "finish_recovery_if_caught_up", "start_tables_now", "write_rocksdb_batch",
+    "set_fetch_limit",
 ]
 
 #: The versions every name below was checked against (and tests/unit/runtime/test_compat.py pins).
@@ -309,3 +317,54 @@ def renew_producer_id(producer: aiokafka.AIOKafkaProducer, seen_pid: int) -> boo
     txn._pid_waiter = asyncio.get_running_loop().create_future()
     txn._sequence_numbers.clear()
     return True
+
+
+# -- table recovery and start-up (issue 15) ----------------------------------------------
+
+
+def changelog_table(app: Any, topic: str) -> Any | None:
+    """The table whose changelog topic is *topic*, or None."""
+    table: Any | None = app.tables._changelogs.get(topic)
+    return table
+
+
+def finish_recovery_if_caught_up(recovery: Any) -> bool:
+    """End active recovery when every active changelog partition reached its highwater, as Faust's reader does.
+
+    Faust checks this only when a record reaches its own changelog reader, so
+    records applied in bulk (which never reach it) must check it themselves.
+    Returns whether recovery ended now.
+    """
+    if recovery.in_recovery and not recovery.need_recovery():
+        recovery.flush_buffers()
+        recovery._set_recovery_ended()
+        recovery.signal_recovery_end.set()
+        return True
+    return False
+
+
+async def start_tables_now(manager: Any) -> None:
+    """Start the table manager as Faust does, without its fixed one-second sleep first."""
+    await manager._update_channels()
+    await manager.recovery.start()
+
+
+def write_rocksdb_batch(store: Any, partition: int, items: Iterable[tuple[bytes, bytes | None]]) -> None:
+    """Write (key, value) pairs into the RocksDB database of *partition* in one write batch; None deletes."""
+    import rocksdict  # only with the rocksdb extra; memory:// never gets here
+
+    batch = rocksdict.WriteBatch(raw_mode=True)
+    for key, value in items:
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
+    store._db_for_partition(partition).write(batch)
+
+
+def set_fetch_limit(consumer: Any, max_records: int | None) -> None:
+    """Hand at most *max_records* fetched records to the drain loop per step (None: all that were fetched).
+
+    Faust's consumer thread reads the limit from the aiokafka consumer at every hand-over.
+    """
+    consumer._thread._ensure_consumer()._max_poll_records = max_records

@@ -20,6 +20,7 @@ from ..config import Settings
 from ..naming import table_name_for
 from ..partitioner import partition_for_key
 from ..topology import Partitioning, Stream
+from .table_store import sequence_store_url
 
 __all__ = ["StreamTopics", "declare_stream", "counters_key_for"]
 
@@ -84,6 +85,7 @@ def declare_stream(app: faust.App, stream: Stream, settings: Settings, catalog: 
     repartition_name = stream.repartition_topic(prefix) if stream.partitioning is Partitioning.REPARTITION else None
     inputs = (source_name, retry_name) + ((repartition_name,) if repartition_name else ())
     raw: dict[str, Any] = dict(key_serializer="raw", value_serializer="raw")
+    seq_table = table_name_for(source_name, "seq")
     return StreamTopics(
         stream=stream, partitions=partitions,
         source_name=source_name, retry_name=retry_name, output_name=output_name, dlq_name=dlq_name,
@@ -91,10 +93,10 @@ def declare_stream(app: faust.App, stream: Stream, settings: Settings, catalog: 
         source=app.topic(*inputs, partitions=partitions, **raw),
         output=app.topic(output_name, partitions=output_partitions, **raw),
         dlq=app.topic(dlq_name, partitions=dlq_partitions, **raw),
+        # Values are the binary per-key state (core.sequence), stored as they are in the changelog.
         table=app.Table(
-            table_name_for(source_name, "seq"), default=None, partitions=partitions,
-            key_type=bytes, value_type=None, use_partitioner=True,
-            help=f"per-key sequence state of {stream.name}",
+            seq_table, default=None, partitions=partitions, key_type=bytes, value_type=bytes, use_partitioner=True,
+            store=sequence_store_url(settings.store, seq_table), help=f"per-key sequence state of {stream.name}",
         ),
         counters_table=app.Table(
             table_name_for(source_name, "counters"), default=None, partitions=partitions,

@@ -20,6 +20,7 @@ from .dlq_agents import DlqAgent, bind_dlq_agents
 from .monitor import StreamLakeMonitor
 from .record_path import RecordPath
 from .startup import prepare_worker
+from .table_store import StartNowTableManager
 from .web import install_web_views
 
 #: URL scheme of StreamLake's transport (fastpath.BatchTransport: consumer and producer), registered
@@ -59,6 +60,10 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # output or DLQ topic shows up in the log at once, and keeps showing up.
         producer_request_timeout=settings.request_timeout,
         Monitor=StreamLakeMonitor,  # committed offsets for /metrics (runtime/monitor.py)
+        # Each table partition is followed by this many other workers, which take it over
+        # without a cold restore when its worker dies (see table_store.py).
+        table_standby_replicas=settings.table_standby_replicas,
+        TableManager=StartNowTableManager,
     )
     if RecordPath.for_settings(settings).batch_consumer:
         # StreamLake's consumer owns read positions, fast path or not (see fastpath.py).

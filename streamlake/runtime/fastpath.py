@@ -31,7 +31,7 @@ import itertools
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
@@ -39,14 +39,20 @@ from faust.types import TP
 from ..core.progress import ReadProgress, Verdict
 from ..core.records import ConsumedRecord
 from .checkpoint import Checkpoint
-from .compat import ConsumerSeam, IdempotentProducer
+from .compat import ConsumerSeam, IdempotentProducer, changelog_table, set_fetch_limit
 from .state_buffer import StateBuffer
+from .table_store import BulkRestorable, restore_in_bulk
 
 if TYPE_CHECKING:
     from .binding import StreamBinding
     from .factory import StreamLakeApp
 
 log = logging.getLogger("streamlake.fastpath")
+
+#: Records per fetch hand-over while tables restore (none while processing). A restore keeps
+#: every key it reads, and garbage from larger hand-overs in between stays in the worker's
+#: RSS for good (about 370 instead of 136 MB per 1M keys, docs/BENCHMARKS.md).
+RESTORE_FETCH_LIMIT = 2000
 
 
 class _BatchToken:
@@ -68,6 +74,7 @@ class BatchConsumer(ConsumerSeam):
         super().__init__(*args, **kwargs)
         self.progress: ReadProgress[TP] = ReadProgress()
         self._seeking = 0
+        self._fetch_limit: int | None = None
         self.checkpoint = Checkpoint(buffers=self._state_buffers, complete=self._complete,
                                      generation=lambda: self.app.consumer_generation_id)
 
@@ -121,7 +128,13 @@ class BatchConsumer(ConsumerSeam):
 
     async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
         self.progress.forget()  # unknown until the seek that ends recovery
+        self._limit_fetches(RESTORE_FETCH_LIMIT)  # table recovery comes next
         await super().on_partitions_assigned(assigned, generation_id)
+
+    def _limit_fetches(self, limit: int | None) -> None:
+        if limit != self._fetch_limit:
+            set_fetch_limit(self, limit)
+            self._fetch_limit = limit
 
     async def perform_seek(self) -> None:
         """Seek to committed offsets, and establish where each positioned partition's reading starts.
@@ -151,6 +164,9 @@ class BatchConsumer(ConsumerSeam):
             self._seeking -= 1
 
     async def drain_records(self, records: Mapping[TP, list[Any]], active: Any) -> None:
+        recovery = cast(Any, self.app.tables).recovery
+        self._limit_fetches(RESTORE_FETCH_LIMIT if recovery.in_recovery or recovery.standby_remaining_total()
+                            else None)
         generation = self.app.consumer_generation_id
         fast = self.fast_bindings()
         by_binding: dict[Any, list[ConsumedRecord]] = {}
@@ -164,7 +180,8 @@ class BatchConsumer(ConsumerSeam):
                 continue  # dropped: the next list for tp starts after a hole and is sent back
             binding = fast.get(tp.topic)
             if binding is None and not self._positioned(tp.topic):
-                classic.append((tp, recs, None))  # a changelog: table recovery owns its position
+                if not self._restored_in_bulk(tp, recs):
+                    classic.append((tp, recs, None))  # a changelog: table recovery owns its position
                 continue
             admission = self.progress.admit(tp, recs)
             if admission.verdict is Verdict.UNKNOWN:
@@ -213,6 +230,21 @@ class BatchConsumer(ConsumerSeam):
         finally:
             token.acked = True
             self.release_acks(token)
+
+    def _restored_in_bulk(self, tp: TP, recs: Sequence[Any]) -> bool:
+        """Apply a changelog list of a table whose store restores in bulk (table_store.py); False for others.
+
+        Runs before any await of this drain step, so no rebalance slips in between
+        the generation check and the apply.
+        """
+        table = changelog_table(self.app, tp.topic)
+        store = getattr(table, "data", None)
+        if not isinstance(store, BulkRestorable):
+            return False
+        if self.flow_active:
+            restore_in_bulk(cast(Any, self.app.tables).recovery, store, tp, recs)
+            self.set_read_offset(tp, recs[-1].offset)
+        return True
 
     async def _deliver_classic(self, tp: TP, recs: Sequence[Any], generation: int, start: int | None) -> None:
         """Faust's own per-message path, for topics that are not StreamLake sources.

@@ -20,11 +20,12 @@ import orjson
 from faust.types import TP
 
 from ..core.pipeline import BatchResult, StreamCounters
-from ..core.sequence import KeyState
+from ..core.sequence import KeyState, decode_key_state, encode_key_state
 from ..partitioner import cached_partition_for_key
 from .compat import is_rocksdb_store, raw_producer, store_in_rocksdb
 from .declarations import StreamTopics
 from .sender import Backoff
+from .table_store import SequenceMemoryStore
 
 __all__ = ["StateBuffer", "TableRows", "write_table_rows"]
 
@@ -52,7 +53,7 @@ class StateBuffer:
         if state is not None:
             return state
         raw = self.topics.table.get(key)
-        return KeyState.from_json(raw) if raw else None
+        return decode_key_state(raw) if raw else None
 
     def processed_of(self, partition: int) -> dict[str, int]:
         marks = self._processed.get(partition)
@@ -78,7 +79,8 @@ class StateBuffer:
         states, self._dirty_states = self._dirty_states, {}
         counters, self._dirty_counters = self._dirty_counters, {}
         partitions = self.topics.partitions
-        state_rows = {key: (cached_partition_for_key(key, partitions), state.to_json()) for key, state in states.items()}
+        state_rows = {key: (cached_partition_for_key(key, partitions), encode_key_state(state))
+                      for key, state in states.items()}
         counter_rows: dict[bytes, tuple[int, Any]] = {}
         for partition, delta in counters.items():
             ckey = self.topics.counter_keys[partition]
@@ -122,18 +124,22 @@ async def write_table_rows(app: faust.App, table: Any, rows: TableRows) -> None:
     costs a coroutine, a future and a buffered send per key, and its RocksDB
     store needs a current event to know the partition; here each partition's
     rows go out as record batches and the partition is explicit. The
-    changelog records are exactly what Faust writes (raw key, JSON value), so
+    changelog records are exactly what Faust writes (raw key; a bytes value as
+    it is, the sequence table's binary state; any other value as JSON), so
     recovery and standbys read them as usual.
     """
     if not rows:
         return
     store = table.data
     rocksdb = is_rocksdb_store(store)
+    partitioned = isinstance(store, SequenceMemoryStore)
     by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
     for key, (partition, value) in rows.items():
-        encoded = orjson.dumps(value)
+        encoded = value if isinstance(value, bytes) else orjson.dumps(value)
         if rocksdb:  # keep RocksDB's per-partition databases and key index as Faust would
             store_in_rocksdb(store, partition, key, encoded)
+        elif partitioned:
+            store.data.rows_of(partition)[key] = encoded
         else:
             store[key] = value
         by_partition.setdefault(partition, []).append((key, encoded))
@@ -150,5 +156,5 @@ async def write_table_rows(app: faust.App, table: Any, rows: TableRows) -> None:
         pending.append((partition, await producer.send_batch(batch, topic, partition=partition)))
     for partition, future in pending:
         meta = await future
-        if rocksdb:  # lets a restarted worker replay only the changelog's tail
+        if rocksdb or partitioned:  # lets a restart (rocksdb) or a standby taking over resume from here
             store.set_persisted_offset(TP(topic, partition), meta.offset)

@@ -8,7 +8,7 @@ import pytest
 from faust.types import TP
 
 from streamlake.core.dlq import VALUE_OMITTED, H, Reason
-from streamlake.core.sequence import KeyState
+from streamlake.core.sequence import decode_key_state
 from streamlake.runtime.checkpoint import Checkpoint
 from streamlake.runtime.record_path import RecordPath
 from streamlake.runtime.sender import Backoff, is_permanent, is_producer_state_lost
@@ -91,7 +91,7 @@ async def test_output_refusing_a_record_for_good_sends_it_to_the_dlq_and_keeps_i
     [dlq] = rt.sender.sent[rt.topics.dlq_name]
     assert headers_of(dlq)[H.REASON] == Reason.PRODUCE_FAILED.value.encode()
     await rt.binding.state.flush()
-    state = KeyState.from_json(rt.rows.rows[rt.topics.table.name][b"k1"][1])
+    state = decode_key_state(rt.rows.rows[rt.topics.table.name][b"k1"][1])
     assert state.next_seq == 2  # the DLQ'd seq 2 does not count as seen
     # the next record with seq 2 is in order, not a duplicate
     await rt.binding.handle_batch([rt.order(2, "k1", 2)])
