@@ -89,8 +89,8 @@ class Settings:
     batch_within: float = setting(0.05, "classic-path batch wait, seconds", toml="app.batch_within")
     fast_path: bool = setting(True, "batch fast path for `at_least_once`", toml="app.fast_path",
                               env="STREAMLAKE_FAST_PATH")
-    table_standby_replicas: int = setting(1, "standby copies of each table partition kept by other workers "
-                                          "(a killed worker's partitions resume without a cold restore)",
+    table_standby_replicas: int = setting(1, "other workers that follow each table partition and take it over "
+                                          "without a cold restore",
                                           toml="app.table_standby_replicas", env="STREAMLAKE_TABLE_STANDBY_REPLICAS")
     dlq_retry_attempts: int = setting(3, "attempts before a transient failure is parked",
                                       toml="dlq.retry_attempts", env="STREAMLAKE_DLQ_RETRY_ATTEMPTS")

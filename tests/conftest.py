@@ -27,6 +27,7 @@ XDIST_GROUPS = {
     "tests/faults/test_kill9.py": "workers", "tests/faults/test_broker_faults.py": "workers",
     "tests/faults/test_startup_race.py": "workers", "tests/integration/test_scaling.py": "workers",
     "tests/faults/test_lake_kill9.py": "workers",
+    "tests/integration/test_recovery.py": "workers",
     "tests/integration/test_broker_cli.py": "jvm", "tests/integration/test_replay.py": "jvm",
     "tests/integration/test_partitioner_parity.py": "jvm",
     # one xdist worker, hence one secured three-node cluster (a session fixture) for both modules
