@@ -52,7 +52,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
             item.add_marker(pytest.mark.cluster)
         group = XDIST_GROUPS.get(path.relative_to(root).as_posix()) if path.is_relative_to(root) else None
-        if group is not None:
+        if group is not None and config.pluginmanager.hasplugin("xdist"):  # `-p no:xdist` runs serially anyway
             item.add_marker(pytest.mark.xdist_group(group))
 
 

@@ -34,7 +34,9 @@ stop events. What is left:
   after each record), :func:`write_rocksdb_batch`, and
   :func:`start_tables_now` (the table manager's start without its fixed
   one-second sleep), :func:`set_fetch_limit` (smaller hand-overs while
-  restoring).
+  restoring);
+* :class:`SeekSafeRecovery` - Faust's recovery without its crash when a
+  rebalance adds changelog partitions to a round that is already seeking.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import aiokafka
 import faust
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.producer.transaction_manager import NO_PRODUCER_EPOCH, NO_PRODUCER_ID, PidAndEpoch
+from faust.tables.recovery import RebalanceAgain, Recovery
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 from mode.utils.futures import notify
@@ -58,7 +61,7 @@ __all__ = [
     "is_rocksdb_store", "committed_offsets", "recovery_completed", "fetch_cluster_metadata",
     "ReportingProducer", "IdempotentProducer", "producer_id", "renew_producer_id",
     "changelog_table", "finish_recovery_if_caught_up", "start_tables_now", "write_rocksdb_batch",
-    "set_fetch_limit",
+    "set_fetch_limit", "SeekSafeRecovery", "seek_safe_recovery",
 ]
 
 #: The versions every name below was checked against (and tests/unit/runtime/test_compat.py pins).
@@ -368,3 +371,34 @@ def set_fetch_limit(consumer: Any, max_records: int | None) -> None:
     Faust's consumer thread reads the limit from the aiokafka consumer at every hand-over.
     """
     consumer._thread._ensure_consumer()._max_poll_records = max_records
+
+
+class SeekSafeRecovery(Recovery):
+    """Faust's table recovery without its crash on changelog partitions whose start offset is not built yet.
+
+    A rebalance that lands while a recovery round is past its last wait (the
+    changelog caught up at the same moment) leaves that round running on the
+    new assignment: the partitions the rebalance added have no start offset
+    yet (``None``, filled in by the next round), and Faust's ``_seek_offsets``
+    hands that None to aiokafka, which raises "Offset must be a positive
+    integer" and takes the worker down. Here the stale round ends the way
+    Faust's own waits end one (RebalanceAgain: the next round starts at once
+    and builds every offset); an offset still unknown outside that race is
+    read from the partition's start, as Faust does for -1.
+    """
+
+    async def _seek_offsets(self, consumer: Any, tps: Any, offsets: Any, title: str) -> None:
+        if self.signal_recovery_start.is_set():
+            raise RebalanceAgain()
+        for tp in tps:
+            if offsets.get(tp) is None:
+                offsets[tp] = -1
+        await super()._seek_offsets(consumer, tps, offsets, title)
+
+
+def seek_safe_recovery(manager: Any) -> SeekSafeRecovery:
+    """The table manager's recovery service, made once as Faust makes it, but a :class:`SeekSafeRecovery`."""
+    if manager._recovery is None:
+        manager._recovery = SeekSafeRecovery(manager.app, manager, beacon=manager.beacon, loop=manager.loop)
+    recovery: SeekSafeRecovery = manager._recovery
+    return recovery

@@ -29,7 +29,7 @@ from faust.tables import TableManager
 from faust.types import TP
 
 from ..partitioner import partition_for_key
-from .compat import finish_recovery_if_caught_up, start_tables_now
+from .compat import SeekSafeRecovery, finish_recovery_if_caught_up, seek_safe_recovery, start_tables_now
 
 __all__ = ["StartNowTableManager", "ChangelogRecord", "BulkRestorable", "PartitionedRows", "SequenceMemoryStore",
            "restore_in_bulk", "sequence_store_url", "SEQUENCE_STORE_SCHEMES"]
@@ -192,12 +192,17 @@ class SequenceMemoryStore(memory.Store):
 
 
 class StartNowTableManager(TableManager):
-    """Faust's table manager without the fixed one-second sleep before it starts.
+    """Faust's table manager without the fixed one-second sleep before it starts, and with a seek-safe recovery.
 
     The sleep lets an app declare tables while it starts; StreamLake declares
     every table when it builds the app, so it only delays each worker's first
-    record by a second.
+    record by a second. The recovery is Faust's, except that a rebalance in the
+    middle of a recovery round cannot crash it (:class:`compat.SeekSafeRecovery`).
     """
+
+    @property
+    def recovery(self) -> SeekSafeRecovery:
+        return seek_safe_recovery(self)
 
     async def on_start(self) -> None:
         if not self.should_stop:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -184,3 +185,76 @@ def test_the_fetch_limit_is_read_from_the_aiokafka_consumer_at_every_hand_over()
 
     compat.set_fetch_limit(Consumer(), 2000)
     assert Thread.aio._max_poll_records == 2000
+
+
+# -- the seek that crashed workers when a rebalance landed in the middle of a recovery round
+
+
+class SeekRecorder:
+    """The consumer side of a recovery seek: records the offsets asked for."""
+
+    def __init__(self) -> None:
+        self.sought: list[dict[TP, Any]] = []
+
+    async def seek_wait(self, offsets: dict[TP, Any]) -> None:
+        self.sought.append(dict(offsets))
+
+
+def app_with_streamlakes_table_manager() -> Any:
+    import faust
+    from streamlake.runtime.table_store import StartNowTableManager
+
+    return faust.App(f"unit-seek-{id(object())}", broker="kafka://127.0.0.1:1", autodiscover=False,
+                     TableManager=StartNowTableManager)
+
+
+async def test_faust_seeks_a_partition_whose_offset_is_not_built_yet_with_none_which_aiokafka_refuses() -> None:
+    """The crash: a partition a rebalance added has offset None until the next round builds it."""
+    import faust
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    app = faust.App(f"unit-seek-{id(object())}", broker="kafka://127.0.0.1:1", autodiscover=False)
+    recovery = Recovery(app, app.tables)
+    tp = TP(TOPIC, 4)
+    offsets: Any = collections.Counter()
+    offsets.setdefault(tp, None)  # what Recovery._add does for a partition without a persisted offset
+    assert "offsets.setdefault(tp, None)" in inspect.getsource(Recovery._add)
+    consumer = SeekRecorder()
+    await Recovery._seek_offsets(recovery, consumer, {tp}, offsets, "standby")
+    assert consumer.sought == [{tp: None}]
+    with pytest.raises(ValueError, match="Offset must be a positive integer"):
+        AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1").seek(TopicPartition(TOPIC, 4), None)
+
+
+async def test_streamlakes_recovery_reads_an_unknown_offset_from_the_start_and_keeps_built_ones() -> None:
+    recovery = app_with_streamlakes_table_manager().tables.recovery
+    assert isinstance(recovery, compat.SeekSafeRecovery)
+    unknown, built, empty = TP(TOPIC, 0), TP(TOPIC, 1), TP(TOPIC, 2)
+    offsets: Any = collections.Counter({built: 41, empty: -1})
+    offsets.setdefault(unknown, None)
+    consumer = SeekRecorder()
+    await recovery._seek_offsets(consumer, {unknown, built, empty}, offsets, "standby")
+    assert consumer.sought == [{unknown: 0, built: 41, empty: 0}]
+    assert offsets[unknown] == -1, "the standby bookkeeping counts from the start too"
+
+
+async def test_a_round_overtaken_by_a_rebalance_ends_instead_of_seeking() -> None:
+    from faust.tables.recovery import RebalanceAgain
+
+    recovery = app_with_streamlakes_table_manager().tables.recovery
+    recovery.signal_recovery_start.set()  # what Recovery.on_rebalance does last
+    consumer = SeekRecorder()
+    with pytest.raises(RebalanceAgain):
+        await recovery._seek_offsets(consumer, {TP(TOPIC, 0)}, collections.Counter(), "active")
+    assert consumer.sought == []
+    # Faust's round loop takes RebalanceAgain as "start over", and a rebalance always signals it
+    assert "except RebalanceAgain" in inspect.getsource(Recovery._restart_recovery.fun)
+    assert inspect.getsource(Recovery.on_rebalance).rstrip().splitlines()[-2].strip() == \
+        "self.signal_recovery_start.set()"
+
+
+def test_the_table_manager_makes_its_recovery_as_compat_does() -> None:
+    source = inspect.getsource(TableManager.recovery.fget)  # type: ignore[attr-defined]
+    assert "self._recovery = Recovery(" in source and "self.app, self, beacon=self.beacon, loop=self.loop" in source
+    params = list(inspect.signature(Recovery._seek_offsets).parameters)
+    assert params == ["self", "consumer", "tps", "offsets", "title"]
