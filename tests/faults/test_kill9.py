@@ -99,7 +99,8 @@ def run_kill_loop(test_env, worker_factory, guarantee: str, seed: int, fast_path
         for k in range(profile["kills"]):
             # the kill interval: a deadline, not a sleep; the load must keep moving meanwhile
             acked_before = producer.acked
-            wait_for(lambda: time.monotonic() >= next_kill and producer.acked > acked_before or producer.error,
+            wait_for(lambda due=next_kill, before=acked_before: time.monotonic() >= due and producer.acked > before
+                     or producer.error,
                      timeout=KILL_INTERVAL + 30, interval=0.1, what="the next kill")
             assert producer.error is None, producer.error
             slot = k % 3
@@ -107,7 +108,7 @@ def run_kill_loop(test_env, worker_factory, guarantee: str, seed: int, fast_path
             kills.append((victim.name, producer.acked))
             mark(f"killed {victim.name}")
             next_kill = time.monotonic() + KILL_INTERVAL
-            wait_for(lambda: sup.ready(slot), timeout=120, what=f"worker slot {slot} to be back")
+            wait_for(lambda slot=slot: sup.ready(slot), timeout=120, what=f"worker slot {slot} to be back")
             mark(f"slot {slot} ready again")
         tail_end, tail_acked = time.monotonic() + TAIL, producer.acked
         wait_for(lambda: time.monotonic() >= tail_end and producer.acked > tail_acked
