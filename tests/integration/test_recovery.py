@@ -31,7 +31,9 @@ from streamlake.topology import discover_streams
 from tests.kafka_fixtures import ROOT, read_until, wait_for
 
 PARTITIONS = 8  # conf/catalog.toml: sales.orders
-RESTORED_KEYS = 200_000
+#: Enough that the bulk restore (about 100k keys/s here) outlasts worker b's start and join (1-2 s)
+#: with room to spare on a loaded machine; with 200k keys it once finished 0.1 s before b joined.
+RESTORED_KEYS = 600_000
 PROBED_KEYS = 300
 RESTORING = "Restoring state from changelog topics"
 RECOVERED = "Recovery complete"
