@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -34,14 +33,13 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from streamlake.broker.local import free_port
 from streamlake.kafka.offsets import OffsetAdmin
-from streamlake.naming import changelog_topic_for, table_name_for
 from streamlake.partitioner import partition_for_key
 
-from .common import RUNS_DIR, Child, ChildFailed, broker_settings, delete_topics_with, end_offsets, run_tag
-from .recovery import STORES, tracked_keys
+from .common import Child, ChildFailed, broker_settings, end_offsets
+from .prefilled import STORES, prefill_group, prefilled_run
 from .report import print_simple
-from .throughput import apply_streamlake_catalog, streamlake_argv, streamlake_env, streamlake_home
-from .workload import create_topics, order_value, produce_workload
+from .throughput import streamlake_argv
+from .workload import order_value
 
 READY_LINE = "Worker ready"
 REJOIN_LINE = "(Re-)joining group"
@@ -131,38 +129,23 @@ async def wait_forwarding(kafka: OffsetAdmin, output: str, partitions: int, work
 
 async def measure_failover(url: str, keys: int, standbys: tuple[int, ...], stores: tuple[str, ...], partitions: int,
                            rate: int, session_timeout: float, say: Callable[[str], None]) -> dict:
-    tag = run_tag()
-    run_dir = RUNS_DIR / tag
-    bootstrap = broker_settings(url).bootstrap_servers
-    home = streamlake_home(partitions, run_dir)
-    records = tracked_keys(keys, partitions)
-    say(f"{keys:,} tracked keys generated")
     rows = []
     timeout = 180 + keys / 1000
-    try:
+    async with prefilled_run(url, keys, partitions, say) as run:
         for store in stores:
             for replicas in standbys:
                 label = f"{store}-sb{replicas}"
-                prefix = app_id = f"bench-{tag}-fo-{label}"
-                source, output = f"{prefix}.sales.orders.raw.v1", f"{prefix}.sales.orders.valid.v1"
-                base = streamlake_env(dict(os.environ), url, prefix, app_id, 0, run_dir, home)
-                base |= {"STREAMLAKE_STORE": STORES[store], "STREAMLAKE_SESSION_TIMEOUT": str(session_timeout),
-                         "STREAMLAKE_TABLE_STANDBY_REPLICAS": str(replicas),
-                         # Faust's own name, for workers that predate the setting
-                         "TABLE_STANDBY_REPLICAS": str(replicas),
-                         "PYTHONUNBUFFERED": "1"}
-                await apply_streamlake_catalog(base)
-                changelog = changelog_topic_for(app_id, table_name_for(source, "seq"))
-                await create_topics(bootstrap, [changelog], partitions, {"cleanup.policy": "compact"})
-                took = await produce_workload(bootstrap, changelog, records)
-                say(f"{label}: prefilled {changelog} with {keys:,} keys in {took:.1f}s")
-                row = await run_variant(url, label, base, run_dir, source, output, partitions, rate, timeout, say)
+                group = await prefill_group(run, f"fo-{label}", store, env={
+                    "STREAMLAKE_SESSION_TIMEOUT": str(session_timeout),
+                    "STREAMLAKE_TABLE_STANDBY_REPLICAS": str(replicas),
+                    "TABLE_STANDBY_REPLICAS": str(replicas),  # Faust's own name, for workers that predate the setting
+                    "PYTHONUNBUFFERED": "1"})
+                say(f"{label}: prefilled {group.changelog} with {keys:,} keys in {group.prefill_s:.1f}s")
+                row = await run_variant(url, label, group.env, run.run_dir, group.source, group.output, partitions,
+                                        rate, timeout, say)
                 rows.append({"store": STORES[store], "standby_replicas": replicas, "keys": keys,
                              "session_timeout_s": session_timeout, **row})
-    finally:
-        await delete_topics_with(url, tag)
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return {"run": tag, "rate": rate, "results": rows}
+    return {"run": run.tag, "rate": rate, "results": rows}
 
 
 async def run_variant(url: str, label: str, base: dict[str, str], run_dir: Path, source: str, output: str,

@@ -18,34 +18,19 @@ timed until Faust logs ``Recovery complete``. Per store it measures:
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from streamlake.broker.local import free_port
-from streamlake.core.sequence import KeyState, encode_key_state
-from streamlake.naming import changelog_topic_for, table_name_for
-from streamlake.partitioner import partition_for_key
 
-from .common import RUNS_DIR, Child, ChildFailed, broker_settings, delete_topics_with, run_tag
+from .common import Child, ChildFailed
+from .prefilled import STORES, prefill_group, prefilled_run
 from .report import print_simple
-from .throughput import apply_streamlake_catalog, streamlake_argv, streamlake_env, streamlake_home
-from .workload import create_topics, produce_workload
+from .throughput import streamlake_argv
 
 DONE_LINE = "Recovery complete"
-STORES = {"memory": "memory://", "rocksdb": "rocksdb://"}
-
-
-def tracked_keys(n: int, partitions: int) -> list[tuple[int, bytes, bytes]]:
-    """N changelog records: distinct keys, each with a per-key state as the runtime writes it."""
-    out = []
-    for i in range(n):
-        key = f"o-{i:09d}".encode()
-        out.append((partition_for_key(key, partitions), key, encode_key_state(KeyState((i % 97) + 1, (), 0))))
-    return out
 
 
 async def time_raw_read(bootstrap: str, topic: str, partitions: int) -> dict:
@@ -98,40 +83,28 @@ async def time_recovery(name: str, env: dict[str, str], run_dir: Path, limit_s: 
 
 async def measure_recovery(url: str, keys: int, stores: tuple[str, ...], partitions: int,
                            say: Callable[[str], None]) -> dict:
-    tag = run_tag()
-    run_dir = RUNS_DIR / tag
-    bootstrap = broker_settings(url).bootstrap_servers
-    home = streamlake_home(partitions, run_dir)
-    records = tracked_keys(keys, partitions)
-    say(f"{keys:,} tracked keys generated")
     rows = []
     timeout = 120 + keys / 2000
-    try:
+    async with prefilled_run(url, keys, partitions, say) as run:
         for store in stores:
             row: dict = {"store": STORES[store], "keys": keys}
             for label, n in (("baseline", 0), ("tracked", keys)):
-                prefix = app_id = f"bench-{tag}-rec-{store}-{label}"
-                datadir = run_dir / f"{store}-{label}-data"
-                env = streamlake_env(dict(os.environ), url, prefix, app_id, 0, datadir, home)
-                env["STREAMLAKE_STORE"] = STORES[store]
-                await apply_streamlake_catalog(env)
-                source = f"{prefix}.sales.orders.raw.v1"
-                changelog = changelog_topic_for(app_id, table_name_for(source, "seq"))
-                await create_topics(bootstrap, [changelog], partitions, {"cleanup.policy": "compact"})
+                datadir = run.run_dir / f"{store}-{label}-data"
+                group = await prefill_group(run, f"rec-{store}-{label}", store, prefill=bool(n), datadir=datadir)
+                env = group.env
                 if n:
-                    took = await produce_workload(bootstrap, changelog, records)
-                    say(f"{store}: prefilled {changelog} with {n:,} keys in {took:.1f}s")
-                    row["raw_read"] = await time_raw_read(bootstrap, changelog, partitions)
+                    say(f"{store}: prefilled {group.changelog} with {n:,} keys in {group.prefill_s:.1f}s")
+                    row["raw_read"] = await time_raw_read(run.bootstrap, group.changelog, partitions)
                     say(f"{store}: a bare consumer read it in {row['raw_read']['seconds']}s "
                         f"({row['raw_read']['records_per_s']:,}/s)")
-                cold = await time_recovery(f"{store}-{label}-cold", env, run_dir, timeout)
+                cold = await time_recovery(f"{store}-{label}-cold", env, run.run_dir, timeout)
                 say(f"{store} {label}: cold start recovered in {cold['seconds']}s, RSS {cold['rss_mb']} MB")
                 if label == "baseline":
                     row["baseline"] = cold
                     continue
                 row["cold"] = cold
                 row["datadir_mb"] = dir_size_mb(datadir)
-                restart = await time_recovery(f"{store}-{label}-restart", env, run_dir, timeout)
+                restart = await time_recovery(f"{store}-{label}-restart", env, run.run_dir, timeout)
                 say(f"{store} {label}: restart recovered in {restart['seconds']}s, RSS {restart['rss_mb']} MB")
                 row["restart"] = restart
             base = row["baseline"]
@@ -144,10 +117,7 @@ async def measure_recovery(url: str, keys: int, stores: tuple[str, ...], partiti
             if row["cold"]["rss_mb"] is not None and base["rss_mb"] is not None:
                 row["rss_mb_per_1m_keys"] = round((row["cold"]["rss_mb"] - base["rss_mb"]) * 1_000_000 / keys, 1)
             rows.append(row)
-    finally:
-        await delete_topics_with(url, tag)
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return {"run": tag, "results": rows}
+    return {"run": run.tag, "results": rows}
 
 
 def print_recovery(report: dict, markdown: bool) -> None:
