@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["build_app", "main"]
 
-register_commands()
+if command_of(sys.argv[1:]) != "worker":  # a worker runs none of StreamLake's commands
+    register_commands()
 
 
 def build_app(argv: Sequence[str]) -> StreamLakeApp:
