@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka.errors import KafkaError
+
 from streamlake.broker import local
 from streamlake.config import Settings
 from streamlake.errors import StreamLakeError

@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+
 from streamlake.broker.local import free_port
 from streamlake.kafka.offsets import OffsetAdmin
 from streamlake.partitioner import partition_for_key

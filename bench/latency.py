@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
 from streamlake.broker.local import free_port
 from streamlake.kafka.offsets import OffsetAdmin
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from streamlake.broker.local import free_port
 
 from .common import Child, ChildFailed

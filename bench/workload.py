@@ -11,6 +11,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+
 from streamlake.partitioner import partition_for_key
 
 STATUSES = ("created", "paid", "packed", "shipped", "delivered")

@@ -21,13 +21,13 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
 from streamlake.catalog import load_catalog
 from streamlake.core.sequence import KeyState, encode_key_state
 from streamlake.kafka.admin import apply_catalog
 from streamlake.naming import changelog_topic_for, table_name_for
 from streamlake.partitioner import partition_for_key
 from streamlake.topology import discover_streams
-
 from tests.kafka_fixtures import ROOT, read_until, wait_for
 
 PARTITIONS = 8  # conf/catalog.toml: sales.orders

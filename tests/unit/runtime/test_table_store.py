@@ -12,6 +12,7 @@ from faust.stores import rocksdb as faust_rocksdb
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
+
 from streamlake.core.sequence import KeyState, decode_key_state, encode_key_state
 from streamlake.partitioner import partition_for_key
 from streamlake.runtime import compat
@@ -202,6 +203,7 @@ class SeekRecorder:
 
 def app_with_streamlakes_table_manager() -> Any:
     import faust
+
     from streamlake.runtime.table_store import StartNowTableManager
 
     return faust.App(f"unit-seek-{id(object())}", broker="kafka://127.0.0.1:1", autodiscover=False,
