@@ -5,6 +5,7 @@
     python -m bench seek [options]            offsets_for_times on a small and a large topic
     python -m bench recovery [options]        sequence-table recovery time and memory per 1M keys
     python -m bench failover [options]        kill -9 of one of two workers: time until its partitions forward again
+    python -m bench startup [--repeat N]      where a new worker's time goes from spawn to first output
     python -m bench producer [options]        the producer SDK against a raw aiokafka producer loop
     python -m bench landing [options]         rows/s into the lake (raw loop, StreamLake lander, Quix IcebergSink)
 
@@ -23,7 +24,7 @@ from collections.abc import Callable
 
 from .common import bench_broker, load_average, machine
 
-COMMANDS = ("throughput", "latency", "seek", "recovery", "failover", "producer", "landing")
+COMMANDS = ("throughput", "latency", "seek", "recovery", "failover", "producer", "landing", "startup")
 
 
 def _paths(text: str) -> tuple[int, ...]:
@@ -145,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             from .recovery import measure_recovery, print_recovery
             report = asyncio.run(measure_recovery(url, args.tracked_keys, args.stores or ("memory", "rocksdb"),
                                                   args.partitions, say))
+        elif args.command == "startup":
+            from .startup import measure_startup, print_startup
+            report = asyncio.run(measure_startup(url, args.repeat, args.partitions, say))
         elif args.command == "landing":
             from .landing import measure_landing, print_landing
             report = asyncio.run(measure_landing(url, args.landing_records, args.partitions, args.keys,
@@ -164,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                        "recovery": print_recovery if args.command == "recovery" else None,
                        "failover": print_failover if args.command == "failover" else None,
                        "producer": _print_producer,
-                       "landing": print_landing if args.command == "landing" else None}[args.command]
+                       "landing": print_landing if args.command == "landing" else None,
+                       "startup": print_startup if args.command == "startup" else None}[args.command]
             assert printer is not None
             print_machine(info, args.markdown)
             printer(report, args.markdown)

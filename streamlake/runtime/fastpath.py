@@ -109,6 +109,21 @@ class BatchConsumer(ConsumerSeam):
                 and (topics is None or tp in topics or tp.topic in topics)]
         return itertools.chain(super().tps_with_pending_acks(topics), fast)
 
+    def ack(self, message: Any) -> bool:
+        """Faust's ack, refused for a message a stream skipped without processing it.
+
+        Faust's stream skips a message that it takes while flow is suspended (a
+        rebalance starting) or that is of an older generation, and then acks it
+        anyway ("ack the filtered out message"): the revoke's commit could then
+        pass a record nobody processed, which one classic-path kill -9 run lost.
+        The stream tracks a message only after those checks, so an untracked
+        message of an acked topic is not acked here: whoever owns its partition
+        next reads it again from the committed offset.
+        """
+        if not message.tracked and self.app.topics.acks_enabled_for(message.topic):
+            return False
+        return bool(super().ack(message))
+
     def new_offset(self, tp: TP) -> int | None:
         if tp.topic in self.fast_bindings():
             return self.progress.committable(tp)
