@@ -39,7 +39,7 @@ from faust.types import TP
 from ..core.progress import ReadProgress, Verdict
 from ..core.records import ConsumedRecord
 from .checkpoint import Checkpoint
-from .compat import ConsumerSeam, IdempotentProducer, changelog_table, set_fetch_limit, set_fetch_max_wait
+from .compat import ConsumerSeam, IdempotentProducer, changelog_table, set_fetch_limit
 from .state_buffer import StateBuffer
 from .table_store import BulkRestorable, restore_in_bulk
 
@@ -53,11 +53,6 @@ log = logging.getLogger("streamlake.fastpath")
 #: every key it reads, and garbage from larger hand-overs in between stays in the worker's
 #: RSS for good (about 370 instead of 136 MB per 1M keys, docs/BENCHMARKS.md).
 RESTORE_FETCH_LIMIT = 2000
-
-#: How long the broker may hold a fetch that finds nothing (Faust's: 1.5 s). A worker's seek
-#: asks for offsets on the connection its fetches use and waits behind a held fetch: with
-#: 1.5 s, a new worker's first record came 1.5 s later. Fetches that find records return at once.
-FETCH_MAX_WAIT_MS = 200
 
 
 class _BatchToken:
@@ -149,7 +144,6 @@ class BatchConsumer(ConsumerSeam):
     async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
         self.progress.forget()  # unknown until the seek that ends recovery
         self._limit_fetches(RESTORE_FETCH_LIMIT)  # table recovery comes next
-        set_fetch_max_wait(self, FETCH_MAX_WAIT_MS)
         await super().on_partitions_assigned(assigned, generation_id)
 
     def _limit_fetches(self, limit: int | None) -> None:

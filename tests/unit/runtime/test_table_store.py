@@ -260,28 +260,3 @@ def test_the_table_manager_makes_its_recovery_as_compat_does() -> None:
     assert "self._recovery = Recovery(" in source and "self.app, self, beacon=self.beacon, loop=self.loop" in source
     params = list(inspect.signature(Recovery._seek_offsets).parameters)
     assert params == ["self", "consumer", "tps", "offsets", "title"]
-
-
-def test_the_fetch_wait_is_read_by_aiokafka_at_every_fetch_request() -> None:
-    from aiokafka.consumer.fetcher import Fetcher
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-
-    assert "self._fetch_max_wait_ms," in inspect.getsource(Fetcher._get_actions_per_node)
-    assert "self._fetch_max_wait_ms = fetch_max_wait_ms" in inspect.getsource(Fetcher.__init__)
-    assert "fetch_max_wait_ms=1500" in inspect.getsource(AIOKafkaConsumerThread._create_worker_consumer)
-
-    class Fetch:
-        _fetch_max_wait_ms = 1500
-
-    class Aio:
-        _fetcher = Fetch()
-
-    class Thread:
-        def _ensure_consumer(self) -> Aio:
-            return Aio()
-
-    class Consumer:
-        _thread = Thread()
-
-    compat.set_fetch_max_wait(Consumer(), 200)
-    assert Fetch._fetch_max_wait_ms == 1500 and Aio._fetcher._fetch_max_wait_ms == 200
