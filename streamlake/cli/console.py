@@ -8,7 +8,7 @@ import contextlib
 import click
 
 from ..config import load_settings
-from ..console.server import TOKEN_ENV, is_loopback, serve
+from ..console import TOKEN_ENV
 from .output import friendly_errors
 
 __all__ = ["console"]
@@ -26,6 +26,8 @@ __all__ = ["console"]
 @friendly_errors
 def console(port: int, host: str, interval: float, capacity: int) -> None:
     """Serve the web console: overview, streams, DLQ browser with redrive, lake tables."""
+    from ..console.server import is_loopback, serve  # aiohttp, the lake views: only when the console runs
+
     settings = load_settings()
     if not is_loopback(host):
         click.echo(f"warning: the console listens on {host}, reachable from other machines; "

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from ..demo import DemoOptions, DemoProgress, DemoResult, run_demo
 from .output import emit, friendly_errors, json_option, table
+
+if TYPE_CHECKING:  # the demo library (lake, DuckDB, the console process) loads only when the demo runs
+    from ..demo import DemoProgress, DemoResult
 
 
 def render_progress(p: DemoProgress) -> str:
@@ -79,6 +82,8 @@ def render_result(result: DemoResult) -> str:
 def demo(workers: int, events: int, rate: float, bad_ratio: float, keys: int, seed: int, keep_running: bool,
          as_json: bool) -> None:
     """Start the local broker, apply topics, run N workers and a sample load, then reconcile the counts."""
+    from ..demo import DemoOptions, run_demo
+
     options = DemoOptions(workers=workers, events=events, rate=rate, bad_ratio=bad_ratio, keys=keys, seed=seed,
                           keep_running=keep_running)
     tty = sys.stdout.isatty() and not as_json

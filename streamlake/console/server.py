@@ -35,14 +35,13 @@ from aiohttp import web
 from ..config import Settings
 from ..core.dlq_policy import DlqError, DlqFilter, parse_time
 from ..errors import StreamLakeError
-from . import pages
+from . import TOKEN_ENV, pages
 from .state import ConsoleState
 
 __all__ = ["TOKEN_ENV", "ConsoleConfig", "build_app", "serve", "is_loopback", "parse_filter"]
 
 log = logging.getLogger("streamlake.console")
 
-TOKEN_ENV = "STREAMLAKE_CONSOLE_TOKEN"
 CSRF_HEADER = "X-StreamLake-Console"
 TOKEN_HEADER = "X-StreamLake-Token"
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
