@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import sqlalchemy.exc
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.partitioning import PartitionField as IcebergPartitionField
@@ -107,11 +108,23 @@ def target_for(stream: Stream, prefix: str) -> LakeTarget:
 
 def open_catalog(lake: LakeSettings) -> Catalog:
     """The configured pyiceberg catalog (credentials from the environment are passed, never logged)."""
-    try:
-        return load_catalog(lake.catalog_name, **lake.catalog_properties())
-    except Exception as exc:  # pyiceberg raises many types here; say which catalog failed
-        raise LakeError(f"cannot open the {lake.catalog_type} lake catalog ({lake!r}): {type(exc).__name__}: "
-                        f"{exc}; check [lake] in conf or STREAMLAKE_LAKE_CATALOG_URI/_WAREHOUSE") from exc
+    for attempt in range(3):
+        try:
+            return load_catalog(lake.catalog_name, **lake.catalog_properties())
+        except sqlalchemy.exc.OperationalError as exc:
+            # Processes starting together (landers) each create a new SQL catalog's tables;
+            # the one that loses the race sees "already exists", and opening again finds them.
+            if attempt < 2 and "already exists" in str(exc):
+                continue
+            raise _catalog_error(lake, exc) from exc
+        except Exception as exc:  # pyiceberg raises many types here; say which catalog failed
+            raise _catalog_error(lake, exc) from exc
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _catalog_error(lake: LakeSettings, exc: Exception) -> LakeError:
+    return LakeError(f"cannot open the {lake.catalog_type} lake catalog ({lake!r}): {type(exc).__name__}: "
+                     f"{exc}; check [lake] in conf or STREAMLAKE_LAKE_CATALOG_URI/_WAREHOUSE")
 
 
 _ICEBERG_TYPES: dict[TypeKind, IcebergType] = {

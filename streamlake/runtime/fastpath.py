@@ -74,6 +74,9 @@ class BatchConsumer(ConsumerSeam):
         super().__init__(*args, **kwargs)
         self.progress: ReadProgress[TP] = ReadProgress()
         self._seeking = 0
+        # Partitions whose fetched list was dropped (position unknown) while a seek was under
+        # way: that fetch moved the read position past where the seek establishes reading.
+        self._dropped_while_seeking: set[TP] = set()
         self._fetch_limit: int | None = None
         self.checkpoint = Checkpoint(buffers=self._state_buffers, complete=self._complete,
                                      generation=lambda: self.app.consumer_generation_id)
@@ -173,6 +176,17 @@ class BatchConsumer(ConsumerSeam):
                     await self.seek_partition(tp, earliest[tp])
             for tp, offset in starts.items():
                 self.progress.establish(tp, offset)
+            # A list fetched after the seek but dropped before the positions above were known
+            # left the fetch position at its end; with no later list (the load is over) no
+            # head hole would ever send it back. Read those partitions again from their start.
+            dropped, self._dropped_while_seeking = self._dropped_while_seeking, set()
+            for tp in dropped:
+                if tp in starts:
+                    try:
+                        await self.seek_partition(tp, starts[tp])
+                    except Exception as exc:  # e.g. revoked meanwhile: unknown again, the next fetch seeks
+                        log.warning("%s: seek to %d failed (%r); waiting for the next seek", tp, starts[tp], exc)
+                        self.progress.forget([tp])
             # What /metrics shows as committed, through the monitor's public hook (runtime/monitor.py)
             self.app.monitor.on_tp_commit({tp: offset for tp, offset in committed.items() if offset})
         finally:
@@ -201,6 +215,8 @@ class BatchConsumer(ConsumerSeam):
             admission = self.progress.admit(tp, recs)
             if admission.verdict is Verdict.UNKNOWN:
                 unknown = True
+                if self._seeking:
+                    self._dropped_while_seeking.add(tp)
             elif admission.verdict is Verdict.SEEK_BACK:
                 seek_back[tp] = admission.offset
             elif not admission.records:
