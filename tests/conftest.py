@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = XDIST_GROUPS.get(path.relative_to(root).as_posix()) if path.is_relative_to(root) else None
         if group is not None and config.pluginmanager.hasplugin("xdist"):  # `-p no:xdist` runs serially anyway
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    """Keep each phase's report on the item (``item.report_call``): fixtures print logs at teardown when it failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:

@@ -13,9 +13,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
 
@@ -178,13 +179,27 @@ class ProcessFactory:
         for process in self.started:
             process.stop(timeout=timeout)
 
+    def print_logs(self, tail_chars: int = 12_000) -> None:
+        """The end of every process's log, for a failed test's report (pytest shows teardown output)."""
+        for process in self.started:
+            print(f"\n----- {process.name} log ({process.log_path}), last {tail_chars} characters -----")
+            print(process.log()[-tail_chars:])
+
+
+def call_failed(request: pytest.FixtureRequest) -> bool:
+    """Whether the test using this fixture has failed (set by the report hook in tests/conftest.py)."""
+    report = getattr(request.node, "report_call", None)
+    return report is not None and report.failed
+
 
 @pytest.fixture
-def worker_factory(test_env: TestEnv) -> Iterator[Callable[..., WorkerProcess]]:
+def worker_factory(test_env: TestEnv, request: pytest.FixtureRequest) -> Iterator[Callable[..., WorkerProcess]]:
     """Start ``faust -A streamlake.app worker`` processes in the test's group."""
     factory = ProcessFactory(test_env)
     yield factory.worker
     factory.stop_all()
+    if call_failed(request):
+        factory.print_logs()
 
 
 # -- creating, producing and reading back ---------------------------------------

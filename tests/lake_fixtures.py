@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from streamlake.lake.settings import LakeSettings, load_lake_settings
-from tests.kafka_fixtures import ProcessFactory, TestEnv, WorkerProcess, wait_for
+from tests.kafka_fixtures import ProcessFactory, TestEnv, WorkerProcess, call_failed, wait_for
 
 
 @dataclass
@@ -45,11 +45,13 @@ def lake_env(test_env: TestEnv) -> LakeEnv:
 
 
 @pytest.fixture
-def lander_factory(lake_env: LakeEnv) -> Iterator[Callable[..., WorkerProcess]]:
+def lander_factory(lake_env: LakeEnv, request: pytest.FixtureRequest) -> Iterator[Callable[..., WorkerProcess]]:
     """Start ``streamlake land`` processes in the test's lander group; all stopped at the end."""
     factory = ProcessFactory(lake_env.env)
     yield factory.lander
     factory.stop_all()
+    if call_failed(request):
+        factory.print_logs()
 
 
 def wait_rows(lake_env: LakeEnv, rows: int, timeout: float = 90.0) -> int:

@@ -208,9 +208,36 @@ async def _create(admin: AIOKafkaAdminClient, specs: Iterable[TopicSpec]) -> Non
 
 
 async def create_topics(settings: Settings, specs: Iterable[TopicSpec]) -> None:
-    """Create *specs* with their partitions, replication and configs (existing ones are left alone)."""
+    """Create *specs* with their partitions, replication and configs (existing ones are left alone).
+
+    Returns once the broker's metadata shows every partition with a leader.
+    """
+    specs = list(specs)
     async with admin_client(settings) as admin:
         await _create(admin, specs)
+        await _wait_until_led(admin, specs)
+
+
+async def _wait_until_led(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+    # The controller acknowledges a creation before the brokers' metadata has it. A
+    # consumer that joins its group in between is assigned none of the topic's
+    # partitions, and notices them only at its next metadata refresh (minutes).
+    deadline = time.monotonic() + _CONVERGE_TIMEOUT
+    while True:
+        meta = await _metadata(admin)
+        waiting = [s.name for s in specs if not _all_led(meta.get(s.name), s.partitions)]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"created topics still have no leader after {_CONVERGE_TIMEOUT:.0f}s: "
+                              + ", ".join(waiting) + "; check the brokers with `streamlake topics describe`")
+        await asyncio.sleep(0.1)
+
+
+def _all_led(meta: Mapping[str, Any] | None, partitions: int) -> bool:
+    if meta is None or len(meta["partitions"]) < partitions:
+        return False
+    return all(p["leader"] >= 0 for p in meta["partitions"])
 
 
 async def _alter(admin: AIOKafkaAdminClient, updates: Mapping[str, Mapping[str, str]],

@@ -395,6 +395,33 @@ class SeekSafeRecovery(Recovery):
                 offsets[tp] = -1
         await super()._seek_offsets(consumer, tps, offsets, title)
 
+    async def _build_highwaters(self, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+        # Under exactly_once Faust takes a changelog's highwater from the last stable
+        # offset its past fetches saw: unknown (so -1: "empty") until a fetch of that
+        # partition returned, which made a restarted worker restore nothing at all.
+        if self.app.in_transaction:
+            consumer = ListedHighwaters(consumer)
+        await super()._build_highwaters(consumer, tps, destination, title)
+
+
+class ListedHighwaters:
+    """A Faust consumer whose highwaters come from a ListOffsets request.
+
+    Sent with the consumer's isolation level, so under read_committed the
+    broker answers with each partition's last stable offset.
+    """
+
+    def __init__(self, consumer: Any) -> None:
+        self.consumer = consumer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.consumer, name)
+
+    async def highwaters(self, *tps: TP) -> Mapping[TP, int]:
+        thread = self.consumer._thread
+        listed: Mapping[TP, int] = await thread.call_thread(thread._ensure_consumer().end_offsets, list(tps))
+        return listed
+
 
 def seek_safe_recovery(manager: Any) -> SeekSafeRecovery:
     """The table manager's recovery service, made once as Faust makes it, but a :class:`SeekSafeRecovery`."""

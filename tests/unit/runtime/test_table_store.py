@@ -201,13 +201,13 @@ class SeekRecorder:
         self.sought.append(dict(offsets))
 
 
-def app_with_streamlakes_table_manager() -> Any:
+def app_with_streamlakes_table_manager(**conf: Any) -> Any:
     import faust
 
     from streamlake.runtime.table_store import StartNowTableManager
 
     return faust.App(f"unit-seek-{id(object())}", broker="kafka://127.0.0.1:1", autodiscover=False,
-                     TableManager=StartNowTableManager)
+                     TableManager=StartNowTableManager, **conf)
 
 
 async def test_faust_seeks_a_partition_whose_offset_is_not_built_yet_with_none_which_aiokafka_refuses() -> None:
@@ -260,3 +260,58 @@ def test_the_table_manager_makes_its_recovery_as_compat_does() -> None:
     assert "self._recovery = Recovery(" in source and "self.app, self, beacon=self.beacon, loop=self.loop" in source
     params = list(inspect.signature(Recovery._seek_offsets).parameters)
     assert params == ["self", "consumer", "tps", "offsets", "title"]
+
+
+# -- highwaters under exactly_once: Faust's are unknown until a fetch returned one
+
+
+class ListOffsetsThread:
+    """Faust's consumer thread around an aiokafka consumer that answers ListOffsets only."""
+
+    def __init__(self, end_offsets: dict[TP, int]) -> None:
+        self.listed = end_offsets
+        self.asked: list[list[TP]] = []
+        self.consumer = self  # Faust's consumer, as the thread sees it
+        self.in_transaction = True
+
+    def _ensure_consumer(self) -> ListOffsetsThread:
+        return self
+
+    def last_stable_offset(self, tp: TP) -> None:
+        return None  # aiokafka's answer before any fetch of *tp* returned
+
+    async def end_offsets(self, tps: list[TP]) -> dict[TP, int]:
+        self.asked.append(list(tps))
+        return {tp: self.listed[tp] for tp in tps}
+
+    async def call_thread(self, method: Any, *args: Any) -> Any:
+        return await method(*args)
+
+
+class TransactionalConsumer:
+    """Faust's consumer under exactly_once: its highwaters are Faust's thread's."""
+
+    def __init__(self, thread: ListOffsetsThread) -> None:
+        self._thread = thread
+
+    async def highwaters(self, *tps: TP) -> Any:
+        from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+        return await AIOKafkaConsumerThread._highwaters(self._thread, list(tps))  # type: ignore[arg-type]
+
+
+async def test_under_exactly_once_faust_sees_no_highwater_before_a_fetch_and_streamlakes_recovery_lists_them() -> None:
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    source = inspect.getsource(AIOKafkaConsumerThread._highwaters)
+    assert "last_stable_offset(tp)" in source and "in_transaction" in source, "Faust's rule this guards against"
+    app = app_with_streamlakes_table_manager(processing_guarantee="exactly_once")
+    app.in_worker = True  # what the worker sets at start
+    assert app.in_transaction
+    recovery = app.tables.recovery
+    written, empty = TP(TOPIC, 0), TP(TOPIC, 1)
+    thread = ListOffsetsThread({written: 7, empty: 0})
+    highwaters: Any = collections.Counter()
+    await recovery._build_highwaters(TransactionalConsumer(thread), {written, empty}, highwaters, "active")
+    assert thread.asked and set(thread.asked[0]) == {written, empty}
+    assert dict(highwaters) == {written: 6, empty: -1}, "Faust's own -1: the last offset, not the next"
