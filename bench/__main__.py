@@ -83,7 +83,8 @@ def parser() -> argparse.ArgumentParser:
     fo.add_argument("--standbys", type=_choices(("0", "1")), default=("0", "1"),
                     help="standby replicas to compare (default 0,1)")
     fo.add_argument("--session-timeout", type=float, default=6.0,
-                    help="the workers' session timeout in seconds (default 6, the broker's minimum)")
+                    help="the workers' session timeout in seconds (default 6, the minimum of a broker with "
+                         "Kafka's defaults; the project's own default is 10, the local broker accepts 2 and up)")
     fo.add_argument("--failover-rate", type=int, default=2000, help="records/s offered during failover (default 2000)")
     pr = p.add_argument_group("producer")
     pr.add_argument("--producer-records", type=int, default=100_000, help="records per run (default 100000)")

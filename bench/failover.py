@@ -14,9 +14,10 @@ Per variant (standby replicas 0 and 1, by default):
 Reported per variant, from the kill: when the survivor's group rejoined
 (its log; the session timeout is most of this), when its recovery completed,
 and when the last stalled partition forwarded again. The kill cannot be
-noticed before the session timeout (``--session-timeout``; the broker's
-minimum is 6 s), so "forwarding again" includes it and the report also gives
-the part after the rejoin.
+noticed before the session timeout (``--session-timeout``, default 6 s: the
+minimum of a broker with Kafka's defaults; the local broker accepts 2 s; the
+project's default is 10 s), so "forwarding again" includes it and the report
+also gives the part after the rejoin.
 """
 
 from __future__ import annotations

@@ -93,9 +93,9 @@ class StreamBinding:
         """
         await self.app.producer.maybe_start()
         for table in self.topics.tables:
-            # Declare first: a metadata request for a missing topic makes a broker with
-            # auto.create.topics.enable create it with num.partitions (1), breaking co-partitioning.
-            await table.changelog_topic.maybe_declare()
+            # The changelog exists: prepare_worker created it before Faust started (a metadata
+            # request for a missing topic makes a broker with auto.create.topics.enable create
+            # it with num.partitions, breaking co-partitioning).
             await raw_producer(self.app).partitions_for(table.changelog_topic.get_topic_name())
 
     async def handle_batch_until_done(self, records: Sequence[ConsumedRecord]) -> None:

@@ -48,6 +48,9 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         broker_heartbeat_interval=settings.heartbeat_interval,
         broker_commit_interval=settings.commit_interval,
         topic_disable_leader=True,
+        # prepare_worker (startup.py) creates every catalog topic and changelog before Faust
+        # starts; Faust's own declarations were eight more create-topic requests at start-up.
+        topic_allow_declare=False,
         autodiscover=False,
         table_cleanup_interval=60.0,
         producer_linger=0.005,

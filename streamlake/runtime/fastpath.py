@@ -39,7 +39,7 @@ from faust.types import TP
 from ..core.progress import ReadProgress, Verdict
 from ..core.records import ConsumedRecord
 from .checkpoint import Checkpoint
-from .compat import ConsumerSeam, IdempotentProducer, changelog_table, set_fetch_limit
+from .compat import ConsumerSeam, IdempotentProducer, changelog_table, set_fetch_limit, set_fetch_max_wait
 from .state_buffer import StateBuffer
 from .table_store import BulkRestorable, restore_in_bulk
 
@@ -53,6 +53,14 @@ log = logging.getLogger("streamlake.fastpath")
 #: every key it reads, and garbage from larger hand-overs in between stays in the worker's
 #: RSS for good (about 370 instead of 136 MB per 1M keys, docs/BENCHMARKS.md).
 RESTORE_FETCH_LIMIT = 2000
+
+#: How long the broker may hold a fetch that finds nothing (Faust's: 1.5 s). aiokafka keeps one
+#: fetch in flight per broker, and leaves out partitions whose records are still buffered: while a
+#: batch is handled, the next fetch asks only for empty partitions, and the broker holds it this
+#: long even if the batch's partitions get new records meanwhile. With 1.5 s, records waited up to
+#: 1.5 s at 5k records/s (docs/BENCHMARKS.md), a new worker's seek waited behind a held fetch and
+#: its first fetch behind another. An idle worker pays with 20 empty fetches a second per broker.
+FETCH_MAX_WAIT_MS = 50
 
 
 class _BatchToken:
@@ -147,6 +155,7 @@ class BatchConsumer(ConsumerSeam):
     async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
         self.progress.forget()  # unknown until the seek that ends recovery
         self._limit_fetches(RESTORE_FETCH_LIMIT)  # table recovery comes next
+        set_fetch_max_wait(self, FETCH_MAX_WAIT_MS)
         await super().on_partitions_assigned(assigned, generation_id)
 
     def _limit_fetches(self, limit: int | None) -> None:

@@ -315,3 +315,28 @@ async def test_under_exactly_once_faust_sees_no_highwater_before_a_fetch_and_str
     await recovery._build_highwaters(TransactionalConsumer(thread), {written, empty}, highwaters, "active")
     assert thread.asked and set(thread.asked[0]) == {written, empty}
     assert dict(highwaters) == {written: 6, empty: -1}, "Faust's own -1: the last offset, not the next"
+
+
+def test_the_fetch_wait_is_read_by_aiokafka_at_every_fetch_request() -> None:
+    from aiokafka.consumer.fetcher import Fetcher
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    assert "self._fetch_max_wait_ms," in inspect.getsource(Fetcher._get_actions_per_node)
+    assert "self._fetch_max_wait_ms = fetch_max_wait_ms" in inspect.getsource(Fetcher.__init__)
+    assert "fetch_max_wait_ms=1500" in inspect.getsource(AIOKafkaConsumerThread._create_worker_consumer)
+
+    class Fetch:
+        _fetch_max_wait_ms = 1500
+
+    class Aio:
+        _fetcher = Fetch()
+
+    class Thread:
+        def _ensure_consumer(self) -> Aio:
+            return Aio()
+
+    class Consumer:
+        _thread = Thread()
+
+    compat.set_fetch_max_wait(Consumer(), 200)
+    assert Fetch._fetch_max_wait_ms == 1500 and Aio._fetcher._fetch_max_wait_ms == 200
