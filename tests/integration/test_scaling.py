@@ -128,8 +128,13 @@ def test_scale_up_crash_and_scale_down_lose_nothing(test_env, worker_factory, re
           f"forwarded {counted.forwarded} (output {len(out)}, duplicates forwarded {duplicates_forwarded}), "
           f"dropped {counted.dropped}, dlq {counted.dlq} (topic {len(dlq)})")
     if reprocessed == 0:
-        # Every record was counted once, so the counts are exact. Duplicates forwarded may still
-        # be there: the killed worker's forwards since its last commit died uncounted with it,
-        # and their new owner forwarded and counted them again.
-        assert (counted.forwarded, counted.dropped, counted.dlq) == (
-            summary.expected_forwarded, summary.expected_dropped, summary.expected_dlq)
+        # Every record was counted once. The killed worker's counts since its last commit died
+        # with it, and its records since then were handled again by their new owner: forwarded
+        # again when their sequence state died too (the duplicates forwarded above), or dropped
+        # as duplicates of themselves when that state had reached its changelog before the kill
+        # (the sequence and counter tables' changelogs are separate sends). So expected forwards
+        # may be counted as dropped, each one in the output (checked above); nothing else moves.
+        shifted = counted.dropped - summary.expected_dropped
+        assert shifted >= 0 and counted.forwarded == summary.expected_forwarded - shifted, (
+            counted.forwarded, counted.dropped, summary.expected_forwarded, summary.expected_dropped)
+        assert counted.dlq == summary.expected_dlq
