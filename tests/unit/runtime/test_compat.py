@@ -232,3 +232,26 @@ def test_without_a_committed_offset_the_batch_consumer_starts_where_its_seek_did
     assert seam.new_offset(tp) is None  # offset 0 not acked yet
     seam.progress.establish(tp, 1)
     assert seam.new_offset(tp) == 3
+
+
+async def test_a_batch_handed_to_the_workers_producer_is_closed_and_aiokafka_sends_a_closed_batch_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiokafka.producer.message_accumulator import MessageBatch
+
+    handed: list[object] = []
+
+    async def send_batch(self: object, batch: object, topic: str, *, partition: int) -> asyncio.Future[None]:
+        handed.append(batch)
+        return asyncio.get_running_loop().create_future()
+
+    monkeypatch.setattr(aiokafka.AIOKafkaProducer, "send_batch", send_batch)
+    producer = compat.ReportingProducer(bootstrap_servers="127.0.0.1:1")
+    batch = producer.create_batch()
+    assert batch.append(key=b"k", value=b"v", timestamp=None, headers=[]) is not None
+    await producer.send_batch(batch, "t", partition=0)
+    assert handed == [batch] and batch.closed()
+    # aiokafka lingers only on open batches: a closed one is ready for the sender now
+    tp = aiokafka.TopicPartition("t", 0)
+    assert MessageBatch(tp, batch, ttl=30, linger_time=5.0).remaining_linger() is None
+    still_open = producer.create_batch()
+    assert MessageBatch(tp, still_open, ttl=30, linger_time=5.0).remaining_linger() > 4
