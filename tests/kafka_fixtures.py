@@ -179,11 +179,38 @@ class ProcessFactory:
         for process in self.started:
             process.stop(timeout=timeout)
 
-    def print_logs(self, tail_chars: int = 12_000) -> None:
-        """The end of every process's log, for a failed test's report (pytest shows teardown output)."""
+    def report_failure(self, tail_chars: int = 12_000, stacks_chars: int = 16_000) -> None:
+        """For a failed test's report (pytest shows teardown output): every process's log end, and
+        the task stacks of the workers still running (a stalled worker shows what it awaits).
+
+        Workers dump their threads' and asyncio tasks' stacks on SIGUSR1 (mode's worker).
+        Call before the processes are stopped.
+        """
+        logs = {process.name: len(process.log()) for process in self.started}
+        live = [p for p in self.started if p.kind == "worker" and p.proc.poll() is None]
+        for process in live:
+            os.kill(process.proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all("TASKS" in p.log()[logs[p.name]:] for p in live):
+            time.sleep(0.2)
+        time.sleep(0.5)  # the dump is written in one go; let its last task finish
         for process in self.started:
+            text = process.log()
             print(f"\n----- {process.name} log ({process.log_path}), last {tail_chars} characters -----")
-            print(process.log()[-tail_chars:])
+            print(text[:logs[process.name]][-tail_chars:])
+            if process in live:
+                print(f"\n----- {process.name}: asyncio task stacks at the failure, StreamLake's first "
+                      f"(first {stacks_chars} characters) -----")
+                print(task_stacks(text[logs[process.name]:])[:stacks_chars])
+
+
+def task_stacks(dump: str) -> str:
+    """The asyncio tasks of a mode worker's stack dump, those running StreamLake's code first, without locals."""
+    tasks = dump.split("\n  TASK ")[1:]
+    tasks = [("  TASK " + t.split("\nTHREAD ")[0]) for t in tasks]
+    frames_only = ["\n".join(line for line in t.splitlines() if not line.startswith("        ") and " = " not in line)
+                   for t in tasks]
+    return "\n".join(sorted(frames_only, key=lambda t: "streamlake" not in t))
 
 
 def call_failed(request: pytest.FixtureRequest) -> bool:
@@ -197,9 +224,9 @@ def worker_factory(test_env: TestEnv, request: pytest.FixtureRequest) -> Iterato
     """Start ``faust -A streamlake.app worker`` processes in the test's group."""
     factory = ProcessFactory(test_env)
     yield factory.worker
-    factory.stop_all()
     if call_failed(request):
-        factory.print_logs()
+        factory.report_failure()
+    factory.stop_all()
 
 
 # -- creating, producing and reading back ---------------------------------------

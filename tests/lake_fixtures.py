@@ -49,9 +49,9 @@ def lander_factory(lake_env: LakeEnv, request: pytest.FixtureRequest) -> Iterato
     """Start ``streamlake land`` processes in the test's lander group; all stopped at the end."""
     factory = ProcessFactory(lake_env.env)
     yield factory.lander
-    factory.stop_all()
     if call_failed(request):
-        factory.print_logs()
+        factory.report_failure()
+    factory.stop_all()
 
 
 def wait_rows(lake_env: LakeEnv, rows: int, timeout: float = 90.0) -> int:
