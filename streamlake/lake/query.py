@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
 from ..config import Settings
 from ..errors import StreamLakeError
@@ -56,7 +56,12 @@ def _quote(name: str) -> str:
 
 
 def lake_connection(settings: Settings, lake: LakeSettings | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with one view per landed table, named by its identifier."""
+    """An in-memory DuckDB connection with one view per table, named by its identifier.
+
+    Every table of the namespaces the streams land in is visible, not only the
+    streams' own: tables derived from them (a summary an Airflow DAG writes
+    beside its stream's table) are queried the same way.
+    """
     con = duckdb.connect(":memory:")
     extensions = _extension_directory()
     iceberg = False
@@ -68,12 +73,12 @@ def lake_connection(settings: Settings, lake: LakeSettings | None = None) -> duc
         except duckdb.Error:
             iceberg = False
     with LakeSession(settings, lake) as session:
-        for target in lake_targets(settings):
+        for identifier in _lake_identifiers(session, settings):
             try:
-                table = session.catalog.load_table(target.identifier)
+                table = session.catalog.load_table(identifier)
             except NoSuchTableError:
                 continue
-            *namespace, name = target.identifier
+            *namespace, name = identifier
             catalog_name = "memory"
             if len(namespace) > 1:  # a topic prefix: an attached database per outer level
                 catalog_name = namespace[0]
@@ -90,9 +95,21 @@ def lake_connection(settings: Settings, lake: LakeSettings | None = None) -> duc
                 con.execute(f"CREATE VIEW {view} AS SELECT * FROM iceberg_scan('{path}')")
             else:
                 arrow = table.scan().to_arrow()
-                con.register(f"_arrow_{'_'.join(target.identifier)}", arrow)
-                con.execute(f"CREATE VIEW {view} AS SELECT * FROM {_quote('_arrow_' + '_'.join(target.identifier))}")
+                con.register(f"_arrow_{'_'.join(identifier)}", arrow)
+                con.execute(f"CREATE VIEW {view} AS SELECT * FROM {_quote('_arrow_' + '_'.join(identifier))}")
     return con
+
+
+def _lake_identifiers(session: LakeSession, settings: Settings) -> list[tuple[str, ...]]:
+    """The streams' tables, then every other table of their namespaces (in name order)."""
+    identifiers = [tuple(target.identifier) for target in lake_targets(settings)]
+    for namespace in dict.fromkeys(identifier[:-1] for identifier in identifiers):
+        try:
+            listed = session.catalog.list_tables(namespace)
+        except NoSuchNamespaceError:
+            continue  # nothing landed there yet
+        identifiers.extend(sorted(tuple(found) for found in listed if tuple(found) not in identifiers))
+    return identifiers
 
 
 def query_lake(settings: Settings, sql: str, lake: LakeSettings | None = None) -> QueryResult:

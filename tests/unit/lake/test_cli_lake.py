@@ -26,6 +26,21 @@ def test_query_json_prints_an_array_of_row_objects(empty_lake):
     assert json.loads(result.output) == [{"one": 1, "two": "x"}]
 
 
+def test_query_sees_a_table_derived_beside_the_stream_table(empty_lake):
+    import pyarrow as pa
+
+    from streamlake.config import load_settings
+    from streamlake.lake.info import LakeSession
+
+    rows = pa.table({"currency": ["EUR", "USD"], "orders": pa.array([3, 4], pa.int64())})
+    with LakeSession(load_settings()) as session:
+        session.catalog.create_namespace_if_not_exists(("test", "sales"))
+        session.catalog.create_table(("test", "sales", "orders_v1_daily"), schema=rows.schema).append(rows)
+    result = CliRunner().invoke(lake, ["query", "--json", "SELECT * FROM test.sales.orders_v1_daily ORDER BY currency"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == [{"currency": "EUR", "orders": 3}, {"currency": "USD", "orders": 4}]
+
+
 def test_bad_sql_and_unknown_tables_say_what_to_do_and_exit_1(empty_lake):
     bad = CliRunner().invoke(lake, ["query", "SELECT nope FROM nowhere"])
     assert bad.exit_code == 1 and "query failed" in bad.output
