@@ -171,11 +171,12 @@ class StreamBinding:
         moved_topic = self.topics.repartition_name
         while pending:
             outcomes = await self.sender.produce(self.topics.output, [
-                (f.record.partition % out_partitions, f.record.key, f.value,
-                 _without_provenance(f.record.headers) if f.record.topic == moved_topic else f.record.headers,
-                 f.record.timestamp)
-                for f in pending
+                (rec.partition % out_partitions, rec.key, value,
+                 _without_provenance(rec.headers) if rec.topic == moved_topic else rec.headers, rec.timestamp)
+                for rec, value in pending
             ])
+            if not any(outcomes):
+                break
             retry: list[tuple[Forward, BaseException]] = []
             for fwd, outcome in zip(pending, outcomes, strict=True):
                 if outcome is None:

@@ -123,9 +123,16 @@ class Sender:
             slots.append(batch.future)
         for partition, batch in open_batches.items():
             await batch.send(producer, name, partition)
-        results = await asyncio.gather(*slots, return_exceptions=True)
+        # Records of one batch share its future: wait on each batch once, and look at
+        # records one by one only when a batch failed.
+        batches = list(dict.fromkeys(slots))
+        settled = await asyncio.gather(*batches, return_exceptions=True)
+        if not any(isinstance(result, BaseException) for result in settled):
+            return [None] * len(items)
+        result_of = dict(zip(batches, settled, strict=True))
         outcomes: list[BaseException | None] = []
-        for item, result in zip(items, results, strict=True):
+        for item, slot in zip(items, slots, strict=True):
+            result = result_of[slot]
             if isinstance(result, BaseException) and is_permanent(result):
                 # The broker refused the whole batch for one record: find out which, one by one.
                 p, k, v, h, ts = item
