@@ -160,11 +160,11 @@ def test_kill9_at_least_once_loses_nothing(test_env, worker_factory, record_prop
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "Faust exactly_once does not survive kill -9: surviving and restarted workers crash in table recovery "
-    "(ConsistencyError 'persisted offset for changelog topic partition is higher than the last offset in that "
-    "topic (highwater) (N > -1)', faust-streaming/faust#158) or in the producer ('Can't send messages while not "
-    "in transaction'), and a read_committed consumer of the output sees ~60 of 1,800 records twice "
-    "(0 lost when crashed workers are restarted)"))
+    "Faust exactly_once does not survive kill -9: surviving and restarted workers crash in Faust's transactional "
+    "producer ('Can't send messages while not in transaction', or NotLeaderForPartitionError out of a send) and, "
+    "before changelog highwaters were listed from the broker, in table recovery (ConsistencyError 'persisted "
+    "offset ... higher than ... highwater (N > -1)', faust-streaming/faust#158); a read_committed consumer of the "
+    "output sees 50-60 of 1,800 records twice (0 lost when crashed workers are restarted)"))
 def test_kill9_exactly_once_loses_nothing_and_duplicates_nothing(test_env, worker_factory):
     acc, crashed = run_kill_loop(test_env, worker_factory, "exactly_once", seed=10)
     assert acc.duplicates_forwarded == 0, acc.line()
