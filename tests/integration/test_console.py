@@ -27,7 +27,6 @@ from typing import Any
 import orjson
 import pytest
 
-from streamlake.broker import local
 from streamlake.console.process import ConsoleProcess
 from streamlake.partitioner import partition_for_key
 from tests import lake_fixtures
@@ -87,8 +86,10 @@ def _post_json(url: str, body: dict, headers: dict[str, str]) -> tuple[int, dict
 @pytest.fixture
 def console(test_env: TestEnv, lake_env: LakeEnv) -> Iterator[ConsoleProcess]:
     """A console of the test's app and lake (the lake fixture sets its catalog and warehouse first)."""
+    # Port 0: the console binds any free port and prints its URL. A port probed free beforehand could
+    # be taken (by a worker's web server or an outgoing connection) before the console binds it.
     proc = ConsoleProcess(ROOT, test_env.environ(STREAMLAKE_CONSOLE_TOKEN=TOKEN), test_env.tmp / "console.log",
-                          local.free_port(), interval=0.5)
+                          0, interval=0.5)
     proc.start()
     yield proc
     proc.stop()
