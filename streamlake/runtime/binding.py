@@ -159,8 +159,9 @@ class StreamBinding:
         return list(results.values())
 
     def _decide(self, records: Sequence[ConsumedRecord]) -> BatchResult:
-        return process_batch(self.stream, records, self.state.load_state, self.topics.partitions,
-                             self.state.processed_of(records[0].partition))
+        partition = records[0].partition
+        return process_batch(self.stream, records, self.state.state_loader(partition), self.topics.partitions,
+                             self.state.processed_of(partition))
 
     async def _forward(self, forwards: list[Forward]) -> dict[Coords, DeadLetter]:
         """Send every forward; return the ones the output topic refused for good."""
@@ -243,7 +244,7 @@ class StreamBinding:
         """
         partition = records[0].partition
         kept = [r for r in records if (r.topic, r.partition, r.offset) not in failed]
-        result = process_batch(self.stream, kept, self.state.load_state, self.topics.partitions,
+        result = process_batch(self.stream, kept, self.state.state_loader(partition), self.topics.partitions,
                                self.state.processed_of(partition))
         mine = [letter for (_, p, _), letter in failed.items() if p == partition]
         result.counters.records_in += len(mine)

@@ -4,12 +4,18 @@ One agent per DLQ topic, in the app's consumer group, at concurrency 1. For
 each DLQ record it:
 
 1. updates the per-partition counts in a changelog-backed table (co-partitioned
-   with the DLQ topic and written inside stream iteration, so each entry lives
-   on its record's partition and moves with it on a rebalance);
+   with the DLQ topic: each entry is written to its record's partition, so it
+   moves with it on a rebalance);
 2. writes one structured log line (no payload unless ``dlq.log_payload``);
 3. decides with :func:`streamlake.core.dlq_policy.decide_retry`: a ``transform-retryable``
    record with attempts left goes back to ``<source>.retry`` after its backoff;
    anything else is parked (it stays in the DLQ, counted, for ``dlq redrive``).
+
+Records come in batches (``app.batch_size``): one counts write per partition
+and batch, acknowledged by the broker before the batch's records are acked
+(a table write per record was most of a worker's cost of a DLQ record).
+Under exactly_once records come one by one and the counts go through Faust's
+table, which writes them in the record's transaction.
 
 Crash safety: the stream is ``noack`` and events are acknowledged per partition
 strictly in offset order, a retried record only once its retry send is
@@ -29,6 +35,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -39,6 +46,8 @@ from ..config import Settings
 from ..core.dlq_policy import DlqEntry, DlqTally, RetryVerdict, decide_retry, format_ms, render_preview, retry_delay
 from ..naming import changelog_topic_for, source_of_derived, table_name_for
 from ..topology import Stream
+from .sender import Backoff
+from .state_buffer import RowWriter, write_table_rows
 
 __all__ = ["bind_dlq_agents", "DlqAgent", "empty_counts", "fold_counts"]
 
@@ -70,6 +79,7 @@ class _Slot:
     offset: int
     event: Any
     done: bool = False
+    retry: tuple[DlqEntry, float] | None = None  # (entry, due time) of a record to retry
     task: asyncio.Task | None = None
 
 
@@ -101,38 +111,80 @@ class DlqAgent:
         )
         self.agent = self.app.agent(self.topic, name=f"dlq-{self.stream.name}", concurrency=1)(self._consume)
         self.retries_sent = 0  # this worker's, since it started (the table has the durable counts)
+        #: (table, rows) -> the acknowledged write of rows, which map a key to (partition, value)
+        self.write_rows: RowWriter = partial(write_table_rows, self.app)
 
     # -- the agent
 
     async def _consume(self, agent_stream: faust.StreamT) -> None:
-        stream = cast(faust.Stream, agent_stream)  # noack is on the class, not on StreamT
-        async for event in stream.noack().events():
+        stream = cast(faust.Stream, agent_stream)  # noack_take is on the class, not on StreamT
+        if self.settings.processing_guarantee == "exactly_once":
+            async for event in stream.noack().events():
+                self._write_in_transaction(self._handle([event]))
+                self._start(event.message.partition)
+        else:
+            async for events in stream.noack_take(self.settings.batch_size, self.settings.batch_within):
+                await self._write_acknowledged(self._handle(events))
+                for partition in {event.message.partition for event in events}:
+                    self._start(partition)
+
+    def _handle(self, events: Iterable[Any]) -> dict[int, dict[str, Any]]:
+        """Count, log and decide each event; return the new counts of the partitions they came from.
+
+        Their slots are marked done (and retries started) only by :meth:`_start`,
+        once the counts are written: an ack never passes an uncounted record.
+        """
+        counts: dict[int, dict[str, Any]] = {}
+        for event in events:
+            msg = event.message
             slot = self._track(event)
             try:
-                self._handle(event, slot)
+                entry = DlqEntry.of(msg.topic, msg.partition, msg.offset, int(round(msg.timestamp * 1000)),
+                                    msg.key, msg.value, _headers(msg.headers))
+                verdict = decide_retry(entry, self.settings.dlq_retry_attempts)
+                before = counts.get(msg.partition) or self.table.get(str(msg.partition)) or empty_counts()
+                counts[msg.partition] = fold_counts(before, entry, verdict)
+                delay = 0.0
+                if verdict is RetryVerdict.RETRY:
+                    assert entry.attempt is not None
+                    delay = retry_delay(entry.attempt, self.settings.dlq_retry_backoff,
+                                        self.settings.dlq_retry_backoff_max)
+                    slot.retry = (entry, entry.timestamp / 1000 + delay)  # from the failure: a restart keeps the clock
+                self._log(entry, verdict, delay)
             except Exception:  # a weird record must never stop the DLQ partition
-                log.exception("dlq: could not handle %s[%s]@%s; it stays in the DLQ",
-                              self.dlq_name, event.message.partition, event.message.offset)
-                slot.done = True
-            self._release(event.message.partition)
+                log.exception("dlq: could not handle %s[%s]@%s; it stays in the DLQ", self.dlq_name, msg.partition,
+                              msg.offset)
+        return counts
 
-    def _handle(self, event: Any, slot: _Slot) -> None:
-        msg = event.message
-        entry = DlqEntry.of(msg.topic, msg.partition, msg.offset, int(round(msg.timestamp * 1000)),
-                            msg.key, msg.value, _headers(msg.headers))
-        verdict = decide_retry(entry, self.settings.dlq_retry_attempts)
-        key = str(msg.partition)
-        self.table[key] = fold_counts(self.table.get(key) or empty_counts(), entry, verdict)
-        delay = 0.0
-        if verdict is RetryVerdict.RETRY:
-            assert entry.attempt is not None
-            delay = retry_delay(entry.attempt, self.settings.dlq_retry_backoff, self.settings.dlq_retry_backoff_max)
-        self._log(entry, verdict, delay)
-        if verdict is RetryVerdict.RETRY:
-            due = entry.timestamp / 1000 + delay  # from the failure, so a restart does not restart the clock
-            slot.task = asyncio.ensure_future(self._retry_later(entry, due, slot))
-        else:
-            slot.done = True
+    async def _write_acknowledged(self, counts: dict[int, dict[str, Any]]) -> None:
+        """Write each partition's counts to its own table partition; retry with backoff until acknowledged."""
+        rows = {str(partition): (partition, value) for partition, value in counts.items()}
+        backoff = Backoff()
+        while rows:
+            try:
+                await self.write_rows(self.table, rows)
+                return
+            except Exception as exc:
+                log.error("dlq: writing the counts of %s failed (%s: %s); retrying in %.1fs — acks wait, "
+                          "nothing is lost", self.dlq_name, type(exc).__name__, exc, backoff.delay)
+                await backoff.wait()
+
+    def _write_in_transaction(self, counts: dict[int, dict[str, Any]]) -> None:
+        # Inside stream iteration: Faust writes the changelog record in the current event's transaction.
+        for partition, value in counts.items():
+            self.table[str(partition)] = value
+
+    def _start(self, partition: int) -> None:
+        """Counts written: finish the partition's handled slots, start their retries, ack what is done."""
+        for slot in self._ledgers.get(partition, ()):
+            if slot.done or slot.task is not None:
+                continue
+            if slot.retry is None:
+                slot.done = True
+            else:
+                entry, due = slot.retry
+                slot.task = asyncio.ensure_future(self._retry_later(entry, due, slot))
+        self._release(partition)
 
     def _log(self, entry: DlqEntry, verdict: RetryVerdict, delay: float) -> None:
         line: dict[str, Any] = {

@@ -12,7 +12,7 @@ is a dict.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -151,6 +151,10 @@ class FakeDlqStream:
         for event in self._events:
             yield event
 
+    async def noack_take(self, max_: int, within: float) -> Any:
+        for start in range(0, len(self._events), max_):
+            yield self._events[start:start + max_]
+
 
 @dataclass
 class DlqRuntime:
@@ -195,4 +199,9 @@ def dlq_runtime(**env: str) -> DlqRuntime:
     app.producer = producer  # type: ignore[assignment]
     agent = DlqAgent(app, streams[0], settings, catalog)
     agent.table = {}  # type: ignore[assignment]  # stands in for the changelog-backed counts table
+
+    async def write_rows(table: dict, rows: Mapping[str, tuple[int, Any]]) -> None:
+        table.update((key, value) for key, (_, value) in rows.items())
+
+    agent.write_rows = write_rows
     return DlqRuntime(settings, agent, producer)

@@ -59,3 +59,24 @@ async def test_a_record_the_agent_cannot_read_is_logged_acked_and_the_partition_
     await rt.consume([unreadable, rt.dead_letter(1, Reason.TRANSFORM_ERROR)])
     assert rt.acks == [(0, 0), (0, 1)]
     assert rt.agent.table["0"]["records"] == 1 and rt.producer.sent == []
+
+
+async def test_a_batch_is_acked_only_after_its_counts_are_written_and_a_failed_write_is_retried() -> None:
+    rt = dlq_runtime()
+    writes: list[tuple[dict, list]] = []
+    fail_first = [True]
+
+    async def write_rows(table: dict, rows: dict) -> None:
+        writes.append(({key: value for key, (_, value) in rows.items()}, list(rt.acks)))
+        if fail_first.pop() if fail_first else False:
+            raise ConnectionError("changelog not writable")
+        table.update((key, value) for key, (_, value) in rows.items())
+
+    rt.agent.write_rows = write_rows
+    await rt.consume([rt.dead_letter(0, Reason.TRANSFORM_ERROR), rt.dead_letter(1, Reason.INVALID_JSON),
+                      rt.dead_letter(2, Reason.TRANSFORM_ERROR, partition=1)])
+    assert len(writes) == 2  # one failed write, then the same rows again
+    assert writes[0][0] == writes[1][0] and set(writes[1][0]) == {"0", "1"}  # one row per partition
+    assert writes[0][1] == writes[1][1] == []  # nothing acked before the counts were written
+    assert (rt.agent.table["0"]["records"], rt.agent.table["1"]["records"]) == (2, 1)
+    assert sorted(rt.acks) == [(0, 0), (0, 1), (1, 2)]
