@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from .cli import register_commands
-from .cli.front import command_of, needs_app, settings_overrides
+from .cli.front import allow_any_free_web_port, command_of, needs_app, settings_overrides
 from .config import load_settings, with_overrides
 from .errors import StreamLakeError
 
@@ -28,6 +28,7 @@ __all__ = ["build_app", "main"]
 
 if command_of(sys.argv[1:]) != "worker":  # a worker runs none of StreamLake's commands
     register_commands()
+allow_any_free_web_port()
 
 
 def build_app(argv: Sequence[str]) -> StreamLakeApp:

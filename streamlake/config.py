@@ -81,8 +81,8 @@ class Settings:
                          toml="app.store", env="STREAMLAKE_STORE")
     web_host: str = setting("127.0.0.1", "worker web server host and bind address (`--web-host`)",
                             toml="app.web_host", env="STREAMLAKE_WEB_HOST")
-    web_port: int = setting(6066, "worker web server port (`--web-port`)", toml="app.web_port",
-                            env="STREAMLAKE_WEB_PORT")
+    web_port: int = setting(6066, "worker web server port (`--web-port`); 0: any free port, logged once it listens",
+                            toml="app.web_port", env="STREAMLAKE_WEB_PORT")
     datadir: str = setting(".streamlake/worker", "worker data dir, one per worker (`--datadir`)",
                            toml="app.datadir", env="STREAMLAKE_DATADIR")
     batch_size: int = setting(1000, "classic-path batch size", toml="app.batch_size", env="STREAMLAKE_BATCH_SIZE")

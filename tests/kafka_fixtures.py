@@ -8,6 +8,7 @@ cannot start, the tests fail: they are never skipped.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -98,22 +99,44 @@ def test_env(kafka_broker: TestBroker, tmp_path: Path) -> TestEnv:
     return TestEnv(broker=kafka_broker, prefix=f"t{tag}", app_id=f"sl-test-{tag}", tmp=tmp_path)
 
 
+#: What a worker and a lander log once their web server listens (runtime/web.py, lake/metrics.py).
+WEB_LISTENING = re.compile(r"web server listening on http://\S+:(\d+)")
+
+
 @dataclass
 class WorkerProcess:
     name: str
     proc: subprocess.Popen
     log_path: Path
-    web_port: int
     kind: str = "process"  # worker, lander: names are numbered per kind
+    log_start: int = 0  # the log is appended to: where this run's lines begin
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def run_log(self) -> str:
+        """This run's part of the log."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(self.log_start)
+                return log.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    @property
+    def web_port(self) -> int:
+        """The port the process's web server listens on, as it logged it (it binds any free port)."""
+        found = WEB_LISTENING.search(self.run_log())
+        if found is None:
+            raise AssertionError(f"{self.name} has not logged its web server's port (yet): wait_ready() first")
+        return int(found.group(1))
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker {self.name} exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
-            return "Ready" in self.log()
+            text = self.run_log()
+            return "Ready" in text and WEB_LISTENING.search(text) is not None
         wait_for(ready, timeout=timeout, what=f"worker {self.name} to be ready")
 
     def kill(self) -> None:
@@ -133,7 +156,9 @@ class WorkerProcess:
 class ProcessFactory:
     """Start a test's StreamLake processes (workers, landers) from one Python; :meth:`stop_all` at the end.
 
-    Every process gets a free web port and a data dir of its own under the test's tmp.
+    Every process gets a data dir of its own under the test's tmp, and a web server on any free
+    port: it binds port 0 and logs the port it got (:attr:`WorkerProcess.web_port`). A port probed
+    free here and passed on could be taken by another process before the child binds it.
     """
 
     def __init__(self, env: TestEnv, python: str | Path = sys.executable, ready_timeout: float = 120.0) -> None:
@@ -144,15 +169,15 @@ class ProcessFactory:
 
     def start(self, name: str, args: list[str], wait: bool = True, web_host: bool = True,
               **env_overrides: str) -> WorkerProcess:
-        port = local.free_port()
         log_path = self.env.tmp / f"{name}.log"
-        env = self.env.environ(STREAMLAKE_WEB_PORT=str(port), STREAMLAKE_DATADIR=str(self.env.tmp / f"{name}-data"),
+        env = self.env.environ(STREAMLAKE_WEB_PORT="0", STREAMLAKE_DATADIR=str(self.env.tmp / f"{name}-data"),
                                **env_overrides)
-        web_args = ["--web-port", str(port)] + (["--web-host", "127.0.0.1"] if web_host else [])
+        web_args = ["--web-port", "0"] + (["--web-host", "127.0.0.1"] if web_host else [])
         with open(log_path, "ab") as log:
+            log_start = log.tell()
             proc = subprocess.Popen([self.python, *args, *web_args], cwd=ROOT, env=env, stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        process = WorkerProcess(name, proc, log_path, port)
+        process = WorkerProcess(name, proc, log_path, log_start=log_start)
         self.started.append(process)
         if wait:
             process.wait_ready(self.ready_timeout)

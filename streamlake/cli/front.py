@@ -10,7 +10,9 @@ option, environment, conf file, default):
 * ``--datadir``/``-D`` - the worker's data dir (Faust only reads it before
   the app exists, so StreamLake passes it on when it builds the app);
 * ``--web-port``/``-p``, ``--web-host``/``-h``, ``--web-bind``/``-b`` - the
-  worker's web server (StreamLake's settings, and Faust applies them too);
+  worker's web server (StreamLake's settings, and Faust applies them too;
+  ``--web-port 0``, which Faust's option refuses, binds any free port:
+  :func:`allow_any_free_web_port`);
 * ``--loglevel``/``-l`` - applied by Faust's worker itself.
 """
 
@@ -22,7 +24,8 @@ from typing import Any
 import click
 from faust.cli.faust import cli as faust_cli
 
-__all__ = ["STREAMLAKE_HELP", "install_front_door", "command_of", "settings_overrides", "needs_app"]
+__all__ = ["STREAMLAKE_HELP", "install_front_door", "allow_any_free_web_port", "command_of", "settings_overrides",
+           "needs_app"]
 
 STREAMLAKE_HELP = """StreamLake: Kafka ingestion topologies on Faust.
 
@@ -60,6 +63,32 @@ def install_front_door() -> None:
         command = faust_cli.commands.get(name)
         if command is not None:
             command.hidden = True
+
+
+class WorkerWebPort(click.IntRange):
+    """``worker --web-port``: a port, or 0 for any free one.
+
+    Faust's conf refuses port 0, so 0 reaches Faust as "not given"; StreamLake's settings
+    carry it (:func:`settings_overrides`) and its web driver binds any free port.
+    """
+
+    name = "port"
+
+    def __init__(self) -> None:
+        super().__init__(0, 65535)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return super().convert(value, param, ctx) or None
+
+
+def allow_any_free_web_port() -> None:
+    """Let ``worker --web-port 0`` through Faust's option (idempotent)."""
+    worker = faust_cli.commands.get("worker")
+    for param in worker.params if worker is not None else ():
+        if param.name == "web_port" and isinstance(param, click.Option):
+            param.type = WorkerWebPort()
+            param.help = ("Port of the web server; 0: any free port, logged once it listens "
+                          "(default: [app] web_port)")
 
 
 def command_of(argv: Sequence[str]) -> str | None:

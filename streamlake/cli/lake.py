@@ -18,7 +18,8 @@ __all__ = ["land", "lake"]
 
 @click.command("land")
 @click.option("--web-port", type=click.IntRange(0, 65535), default=None,
-              help="Port of /health, /ready and /metrics (default [lake] web_port, 6067).")
+              help="Port of /health, /ready and /metrics (default [lake] web_port, 6067; 0: any free port, "
+                   "logged once it listens).")
 @click.option("--web-host", default="127.0.0.1", show_default=True,
               help="Address the web server binds to; loopback unless a platform must reach it.")
 @click.option("--without-web", is_flag=True, help="Serve no web endpoints.")

@@ -2,12 +2,14 @@
 
 Counters are plain numbers the lander updates after each commit; the collector turns
 them, and the live lag, into metric families at scrape time. The web server binds to
-loopback unless told otherwise.
+loopback unless told otherwise; port 0 binds any free port, and the line
+``web server listening on http://HOST:PORT`` names the port it got.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 __all__ = ["TableCounters", "LanderCounters", "LanderCollector", "serve_lander_web", "COMMIT_BUCKETS"]
+
+log = logging.getLogger("streamlake.lander")
 
 COMMIT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -130,4 +134,5 @@ async def serve_lander_web(host: str, port: int, registry: CollectorRegistry,
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
+    log.info("web server listening on http://%s:%d", f"[{host}]" if ":" in host else host, runner.addresses[0][1])
     return runner

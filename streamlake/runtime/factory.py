@@ -21,7 +21,7 @@ from .monitor import StreamLakeMonitor
 from .record_path import RecordPath
 from .startup import prepare_worker
 from .table_store import StartNowTableManager
-from .web import install_web_views
+from .web import WEB_DRIVER_SCHEME, install_web_views
 
 #: URL scheme of StreamLake's transport (fastpath.BatchTransport: consumer and producer), registered
 #: with Faust through the ``faust.transports`` entry point in setup.cfg.
@@ -40,9 +40,9 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         broker=settings.broker,
         store=settings.store,
         processing_guarantee=settings.processing_guarantee,
+        web=f"{WEB_DRIVER_SCHEME}://",  # web.StreamLakeWeb: web_port 0 binds any free port
         web_host=settings.web_host,
         web_bind=settings.web_host,
-        web_port=settings.web_port,
         datadir=settings.datadir,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.heartbeat_interval,
@@ -68,6 +68,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         table_standby_replicas=settings.table_standby_replicas,
         TableManager=StartNowTableManager,
     )
+    if settings.web_port:  # Faust refuses 0; its conf takes the bound port once the server listens
+        conf["web_port"] = settings.web_port
     if RecordPath.for_settings(settings).batch_consumer:
         # StreamLake's consumer owns read positions, fast path or not (see fastpath.py).
         # exactly_once keeps Faust's: its sends join Faust's per-partition transactions.

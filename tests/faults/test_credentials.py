@@ -16,7 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streamlake.broker import local
 from streamlake.config import load_settings
 from streamlake.runtime.factory import faust_settings
 from tests.kafka_fixtures import ROOT, WorkerProcess, wait_for
@@ -52,9 +51,7 @@ def test_sasl_secret_appears_in_no_output_log_or_file(test_env, worker_factory, 
     # A worker: Faust's banner, start-up, connection errors, at info and at debug level.
     worker = worker_factory("sasl", wait=False, **sasl)
     debug_log = tmp_path / "sasl-debug.log"
-    debug_port = local.free_port()
-    env = test_env.environ(**sasl, STREAMLAKE_WEB_PORT=str(debug_port),
-                           STREAMLAKE_DATADIR=str(tmp_path / "sasl-debug-data"))
+    env = test_env.environ(**sasl, STREAMLAKE_WEB_PORT="0", STREAMLAKE_DATADIR=str(tmp_path / "sasl-debug-data"))
     with open(debug_log, "wb") as log:
         debug = subprocess.Popen([sys.executable, "-m", "faust", "-A", "streamlake.app", "worker", "-l", "debug"],
                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -68,7 +65,7 @@ def test_sasl_secret_appears_in_no_output_log_or_file(test_env, worker_factory, 
                  timeout=90, what="the workers to attempt a SASL connection")
     finally:
         worker.stop(timeout=20)
-        WorkerProcess("sasl-debug", debug, debug_log, debug_port).stop(timeout=20)
+        WorkerProcess("sasl-debug", debug, debug_log).stop(timeout=20)
 
     # CLI commands (errors included).
     outputs: list[tuple[str, bytes]] = []
@@ -127,20 +124,19 @@ def test_broker_and_worker_web_bind_to_loopback(dedicated_broker, test_env, work
     assert load_settings(env="dev", root=ROOT, environ={}).web_host == "127.0.0.1"
     conf = faust_settings(load_settings(env="dev", root=ROOT, environ={}))
     assert conf["web_bind"] == "127.0.0.1" and conf["web_host"] == "127.0.0.1"
-    port = local.free_port()
-    env = test_env.environ(STREAMLAKE_WEB_PORT=str(port), STREAMLAKE_DATADIR=str(tmp_path / "web-data"))
+    env = test_env.environ(STREAMLAKE_DATADIR=str(tmp_path / "web-data"))
     env.pop("STREAMLAKE_WEB_HOST", None)
     log_path = tmp_path / "web.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlake", "worker", "-l", "info", "--web-port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "streamlake", "worker", "-l", "info", "--web-port", "0"],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
+    worker = WorkerProcess("web", proc, log_path)
     try:
-        wait_for(lambda: proc.poll() is not None or "Ready" in log_path.read_text(errors="replace"), timeout=90,
-                 what="the worker (and its web server)")
-        assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
+        worker.wait_ready(timeout=90)
+        port = worker.web_port  # --web-port 0: the port the worker bound, from its log
         assert listening(port) == {"127.0.0.1"}
     finally:
-        WorkerProcess("web", proc, log_path, port).stop(timeout=30)
+        worker.stop(timeout=30)
     print(f"\n[loopback] broker {broker.state.port} and controller {broker.state.controller_port}: 127.0.0.1 only; "
           f"worker web {port}: 127.0.0.1 only", flush=True)

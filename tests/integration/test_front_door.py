@@ -7,8 +7,7 @@ import signal
 import subprocess
 import sys
 
-from streamlake.broker import local
-from tests.kafka_fixtures import ROOT, wait_for
+from tests.kafka_fixtures import ROOT, WEB_LISTENING, wait_for
 
 
 def streamlake(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -57,7 +56,7 @@ def test_datadir_option_is_honoured_and_a_second_rocksdb_worker_on_it_is_refused
     first_log = tmp_path / "first.log"
     with open(first_log, "wb") as log:
         first = subprocess.Popen([sys.executable, "-m", "streamlake", "--datadir", str(datadir), "worker", "-l", "info",
-                                  "--web-port", str(local.free_port())], cwd=ROOT, env=env, stdout=log,
+                                  "--web-port", "0"], cwd=ROOT, env=env, stdout=log,
                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(lambda: first.poll() is not None or "Ready" in first_log.read_text(errors="replace"), timeout=180,
@@ -65,8 +64,10 @@ def test_datadir_option_is_honoured_and_a_second_rocksdb_worker_on_it_is_refused
         banner = first_log.read_text(errors="replace")
         assert first.poll() is None, banner[-3000:]
         assert str(datadir) in banner  # the worker runs on the data dir the option named
+        listening = WEB_LISTENING.search(banner)  # --web-port 0: any free port, and the log names it
+        assert listening is not None and int(listening.group(1)) > 0, banner[-3000:]
         second = subprocess.run([sys.executable, "-m", "streamlake", "--datadir", str(datadir), "worker", "-l", "info",
-                                 "--web-port", str(local.free_port())], cwd=ROOT, env=env, capture_output=True,
+                                 "--web-port", "0"], cwd=ROOT, env=env, capture_output=True,
                                 text=True, timeout=240)
         assert second.returncode == 2, second.stdout + second.stderr
         assert second.stderr.startswith(f"error: the data dir {datadir.resolve()} is in use by another worker")

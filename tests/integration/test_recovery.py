@@ -47,7 +47,7 @@ from streamlake.app import app
 trigger = sys.argv[1]
 while not os.path.exists(trigger):
     time.sleep(0.01)
-sys.argv = ["faust", "worker", "-l", "info", "--web-port", sys.argv[2], "--web-host", "127.0.0.1"]
+sys.argv = ["faust", "worker", "-l", "info", "--web-port", "0", "--web-host", "127.0.0.1"]
 app.main()
 """
 
@@ -105,12 +105,10 @@ async def produce_probes(bootstrap: str, topic: str, probes: list[tuple[bytes, i
 
 
 def spawn_armed_worker(test_env, name: str, trigger: Path) -> subprocess.Popen:
-    from streamlake.broker.local import free_port
-
-    port = free_port()
-    env = test_env.environ(STREAMLAKE_WEB_PORT=str(port), STREAMLAKE_DATADIR=str(test_env.tmp / f"{name}-data"))
+    # Port 0 (setting and option): the worker's web server binds any free port itself.
+    env = test_env.environ(STREAMLAKE_WEB_PORT="0", STREAMLAKE_DATADIR=str(test_env.tmp / f"{name}-data"))
     with open(test_env.tmp / f"{name}.log", "ab") as log:
-        return subprocess.Popen([sys.executable, "-c", ARMED_WORKER, str(trigger), str(port)], cwd=ROOT, env=env,
+        return subprocess.Popen([sys.executable, "-c", ARMED_WORKER, str(trigger)], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 import pytest
+from faust.cli.faust import cli as faust_cli
 
-from streamlake.cli.front import command_of, needs_app, settings_overrides
+from streamlake.cli.front import allow_any_free_web_port, command_of, needs_app, settings_overrides
 from streamlake.errors import ConfigError
 from streamlake.runtime.startup import lock_datadir
 
@@ -35,6 +36,18 @@ def test_worker_options_become_settings_that_win_over_env_and_conf() -> None:
     assert settings_overrides(["-D", "/data/b", "worker"]) == {"datadir": "/data/b"}
     with pytest.raises(click.UsageError, match="--web-port 'x' is not a port number"):
         settings_overrides(["worker", "--web-port", "x"])
+
+
+def test_worker_web_port_zero_passes_faust_option_as_not_given_and_reaches_the_settings() -> None:
+    allow_any_free_web_port()
+    allow_any_free_web_port()  # idempotent
+    command = faust_cli.commands["worker"]
+    ctx = command.make_context("worker", ["--web-port", "0"])
+    assert ctx.params["web_port"] is None  # Faust's conf refuses 0: it must not see it
+    assert command.make_context("worker", ["-p", "7001"]).params["web_port"] == 7001
+    with pytest.raises(click.BadParameter):
+        command.make_context("worker", ["--web-port", "70000"])
+    assert settings_overrides(["worker", "--web-port", "0"]) == {"web_port": 0}
 
 
 def test_a_second_worker_on_the_same_data_dir_is_refused_with_the_dir_named(tmp_path: Path) -> None:
