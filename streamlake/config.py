@@ -92,6 +92,9 @@ class Settings:
     table_standby_replicas: int = setting(1, "other workers that follow each table partition and take it over "
                                           "without a cold restore",
                                           toml="app.table_standby_replicas", env="STREAMLAKE_TABLE_STANDBY_REPLICAS")
+    gc_young_threshold: int = setting(10_000, "a worker's allocations between young garbage collections (Python's "
+                                      "default: 700); 0 keeps Python's collector as it is",
+                                      toml="app.gc_young_threshold", env="STREAMLAKE_GC_YOUNG_THRESHOLD")
     dlq_retry_attempts: int = setting(3, "attempts before a transient failure is parked",
                                       toml="dlq.retry_attempts", env="STREAMLAKE_DLQ_RETRY_ATTEMPTS")
     dlq_retry_backoff: float = setting(1.0, "first retry backoff, seconds (exponential)",
@@ -267,6 +270,8 @@ def _check(settings: Settings, path: Path) -> None:
         raise ConfigError(f"broker {settings.broker!r} must look like kafka://host:port")
     if settings.batch_size < 1:
         raise ConfigError("batch_size must be at least 1")
+    if settings.gc_young_threshold < 0:
+        raise ConfigError("gc_young_threshold must be 0 (Python's collector as it is) or more")
 
 
 def with_overrides(settings: Settings, **changes: Any) -> Settings:

@@ -17,6 +17,7 @@ from .binding import StreamBinding
 from .compat import check_versions
 from .declarations import declare_stream
 from .dlq_agents import DlqAgent, bind_dlq_agents
+from .gc_tuning import collect_young_less_often, freeze_startup_objects
 from .monitor import StreamLakeMonitor
 from .record_path import RecordPath
 from .startup import prepare_worker
@@ -120,6 +121,10 @@ class StreamLakeApp(faust.App):
         if self.bindings:
             await prepare_worker(self.streamlake_settings, self.catalog, self.tables.values())
 
+    async def on_started(self) -> None:
+        await super().on_started()
+        freeze_startup_objects(self.streamlake_settings.gc_young_threshold)
+
     def bind(self, streams: Sequence[Stream]) -> None:
         """Declare every stream's topics and tables, its ingestion agent and its DLQ agent."""
         for stream in streams:
@@ -136,6 +141,7 @@ def create_app(settings: Settings | None = None) -> StreamLakeApp:
     """Build the app from conf/ and bind every stream declared under topologies/."""
     settings = settings or load_settings()
     check_versions()
+    collect_young_less_often(settings.gc_young_threshold)
     Path(settings.datadir).mkdir(parents=True, exist_ok=True)
     streams = discover_streams(settings.topologies_dir)
     app = StreamLakeApp(settings, load_catalog(settings, streams))
