@@ -110,6 +110,16 @@ def proc_status_kb(pid: int, field: str) -> int | None:
     return None
 
 
+def proc_cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of *pid* so far, all its threads (``/proc/<pid>/stat``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # after the command name: state is field 3, utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- child processes ----------------------------------------------------------
 
 @dataclass
@@ -139,6 +149,9 @@ class Child:
     def peak_rss_mb(self) -> float | None:
         kb = proc_status_kb(self.proc.pid, "VmHWM")
         return None if kb is None else round(kb / 1024, 1)
+
+    def cpu_seconds(self) -> float | None:
+        return proc_cpu_seconds(self.proc.pid)
 
     def rss_mb(self) -> float | None:
         kb = proc_status_kb(self.proc.pid, "VmRSS")
@@ -178,6 +191,7 @@ class Progress:
     first_output_s: float | None
     done_s: float | None
     peak_rss_mb: float | None
+    cpu_s: float | None = None
 
 
 async def watch_group(child: Child, kafka: OffsetAdmin, group: str, source: str, partitions: int,
@@ -204,7 +218,7 @@ async def watch_group(child: Child, kafka: OffsetAdmin, group: str, source: str,
             committed = {}
         if all(committed.get(tp, -1) >= end for tp, end in ends.items()):
             done = time.monotonic() - child.started
-            return Progress(first_output or done, done, child.peak_rss_mb())
+            return Progress(first_output or done, done, child.peak_rss_mb(), child.cpu_seconds())
         if now > limit_s:
             behind = {f"{t}[{p}]": end - committed.get((t, p), 0) for (t, p), end in ends.items()
                       if committed.get((t, p), -1) < end}

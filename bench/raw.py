@@ -57,7 +57,7 @@ async def run(mode: str, bootstrap: str, source: str, output: str | None, partit
             await producer.stop()
     seconds = time.monotonic() - t0
     return {"records": records, "decoded": decoded, "malformed": malformed, "seconds": seconds,
-            "peak_rss_mb": peak_rss_mb()}
+            "peak_rss_mb": peak_rss_mb(), "cpu_s": time.process_time()}
 
 
 def peak_rss_mb() -> float:

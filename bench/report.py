@@ -16,6 +16,7 @@ def throughput_rows(report: dict) -> list[list[str]]:
             _num(r["peak_rss_mb"], "{:.0f} MB"),
             _num(r["first_output_s"], "{:.2f} s"),
             _num(r["records_per_s_after_first_output"]),
+            _num(r.get("cpu_s"), "{:.1f} s"),
             r["output_check"],
             ", ".join(f"{s['records_per_s']:,}" for s in r["samples"])
             + (f" ERROR: {r['error']}" if r["error"] else ""),
@@ -24,7 +25,7 @@ def throughput_rows(report: dict) -> list[list[str]]:
 
 
 HEADERS = ["path", "what", "records/s (median)", "÷ path 2", "peak RSS", "first output",
-           "records/s after first output", "output", "all repetitions"]
+           "records/s after first output", "CPU (median)", "output", "all repetitions"]
 
 
 def text_table(headers: list[str], rows: list[list[str]]) -> str:

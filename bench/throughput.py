@@ -50,6 +50,7 @@ class Sample:
     first_output_s: float | None = None
     output: int | None = None      # records the path wrote (or decoded, for path 1)
     expected: int | None = None    # what it should have written for this workload
+    cpu_s: float | None = None     # CPU time of the path's process (all threads): steadier than rates on a shared host
 
     @property
     def rate(self) -> float:
@@ -90,6 +91,11 @@ class PathResult:
         return statistics.median(values) if values else None
 
     @property
+    def median_cpu_s(self) -> float | None:
+        values = [s.cpu_s for s in self.samples if s.cpu_s is not None]
+        return statistics.median(values) if values else None
+
+    @property
     def output_check(self) -> str:
         """'ok' when every repetition wrote what the workload calls for (a sanity check, not a test)."""
         if not self.samples or any(s.output is None or s.expected is None for s in self.samples):
@@ -108,8 +114,10 @@ class PathResult:
             "records_per_s_after_first_output": (None if self.median_rate_after_first_output is None
                                                  else round(self.median_rate_after_first_output)),
             "output_check": self.output_check,
+            "cpu_s": None if self.median_cpu_s is None else round(self.median_cpu_s, 1),
             "samples": [{"records_per_s": round(s.rate), "seconds": round(s.seconds, 3),
                          "peak_rss_mb": s.peak_rss_mb, "output": s.output, "expected": s.expected,
+                         "cpu_s": None if s.cpu_s is None else round(s.cpu_s, 1),
                          "first_output_s": None if s.first_output_s is None else round(s.first_output_s, 3)}
                         for s in self.samples],
             "error": self.error,
@@ -202,8 +210,9 @@ class Run:
                             continue
                         result.samples.append(sample)
                         extra = f", first output after {sample.first_output_s:.2f}s" if sample.first_output_s else ""
+                        cpu = f", CPU {sample.cpu_s:.1f}s" if sample.cpu_s is not None else ""
                         self.say(f"  {sample.records} records in {sample.seconds:.2f}s = {sample.rate:,.0f}/s, "
-                                 f"peak RSS {sample.peak_rss_mb} MB{extra}")
+                                 f"peak RSS {sample.peak_rss_mb} MB{cpu}{extra}")
         finally:
             if not opts.keep_topics:
                 await asyncio.sleep(0.5)
@@ -269,7 +278,7 @@ class Run:
         data = json.loads(out.decode().strip().splitlines()[-1])
         output = data["decoded"] if number == 1 else await self.written(argv[-1])
         return Sample(data["records"], data["seconds"], data["peak_rss_mb"], output=output,
-                      expected=self.expected_output(number))
+                      expected=self.expected_output(number), cpu_s=data.get("cpu_s"))
 
     # -- paths 3, 4, 5: a worker process, timed until its commits reach the end
 
@@ -283,7 +292,8 @@ class Run:
         finally:
             child.stop()
         return Sample(self.opts.records, progress.done_s or 0.0, progress.peak_rss_mb, progress.first_output_s,
-                      output=await self.written(output), expected=self.expected_output(number))
+                      output=await self.written(output), expected=self.expected_output(number),
+                      cpu_s=progress.cpu_s)
 
     def base_env(self) -> dict[str, str]:
         env = dict(os.environ)
