@@ -86,6 +86,10 @@ def parser() -> argparse.ArgumentParser:
                     help="the workers' session timeout in seconds (default 6, the minimum of a broker with "
                          "Kafka's defaults; the project's own default is 10, the local broker accepts 2 and up)")
     fo.add_argument("--failover-rate", type=int, default=2000, help="records/s offered during failover (default 2000)")
+    fo.add_argument("--watchdog", type=_choices(("0", "1")), default=("0",),
+                    help="0: kill -9 the worker process group; 1: workers run under `streamlake worker`'s "
+                         "watchdog (worker_watchdog) and only the worker process is killed, as the OOM killer "
+                         "does; 0,1 compares both (default 0)")
     pr = p.add_argument_group("producer")
     pr.add_argument("--producer-records", type=int, default=100_000, help="records per run (default 100000)")
     pr.add_argument("--part", choices=("sdk", "repartition", "both"), default="both",
@@ -158,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             from .failover import measure_failover, print_failover
             report = asyncio.run(measure_failover(url, args.tracked_keys, tuple(int(s) for s in args.standbys),
                                                   args.stores or ("memory",), args.partitions, args.failover_rate,
-                                                  args.session_timeout, say))
+                                                  args.session_timeout, say,
+                                                  tuple(w == "1" for w in args.watchdog)))
         info["load_avg_at_end"] = load_average()
         report = {"command": command, "machine": info, **report}
         if args.json:

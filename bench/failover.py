@@ -37,7 +37,7 @@ from streamlake.broker.local import free_port
 from streamlake.kafka.offsets import OffsetAdmin
 from streamlake.partitioner import partition_for_key
 
-from .common import Child, ChildFailed, broker_settings, end_offsets
+from .common import Child, ChildFailed, broker_settings, end_offsets, proc_status_kb
 from .prefilled import STORES, prefill_group, prefilled_run
 from .report import print_simple
 from .throughput import streamlake_argv
@@ -102,6 +102,10 @@ def log_times(child: Child, line: str) -> list[float]:
     return out
 
 
+def child_pids(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def first_after(times: list[float], t0: float) -> float | None:
     later = [t - t0 for t in times if t >= t0]
     return round(min(later), 2) if later else None
@@ -130,44 +134,54 @@ async def wait_forwarding(kafka: OffsetAdmin, output: str, partitions: int, work
 
 
 async def measure_failover(url: str, keys: int, standbys: tuple[int, ...], stores: tuple[str, ...], partitions: int,
-                           rate: int, session_timeout: float, say: Callable[[str], None]) -> dict:
+                           rate: int, session_timeout: float, say: Callable[[str], None],
+                           watchdogs: tuple[bool, ...] = (False,)) -> dict:
     rows = []
     timeout = 180 + keys / 1000
     async with prefilled_run(url, keys, partitions, say) as run:
-        for store in stores:
-            for replicas in standbys:
-                label = f"{store}-sb{replicas}"
-                group = await prefill_group(run, f"fo-{label}", store, env={
-                    "STREAMLAKE_SESSION_TIMEOUT": str(session_timeout),
-                    "STREAMLAKE_TABLE_STANDBY_REPLICAS": str(replicas),
-                    "TABLE_STANDBY_REPLICAS": str(replicas),  # Faust's own name, for workers that predate the setting
-                    "PYTHONUNBUFFERED": "1"})
-                say(f"{label}: prefilled {group.changelog} with {keys:,} keys in {group.prefill_s:.1f}s")
-                row = await run_variant(url, label, group.env, run.run_dir, group.source, group.output, partitions,
-                                        rate, timeout, say)
-                rows.append({"store": STORES[store], "standby_replicas": replicas, "keys": keys,
-                             "session_timeout_s": session_timeout, **row})
+        for store, replicas, watchdog in ((s, r, w) for s in stores for r in standbys for w in watchdogs):
+            label = f"{store}-sb{replicas}" + ("-wd" if watchdog else "")
+            group = await prefill_group(run, f"fo-{label}", store, env={
+                "STREAMLAKE_SESSION_TIMEOUT": str(session_timeout),
+                "STREAMLAKE_TABLE_STANDBY_REPLICAS": str(replicas),
+                "TABLE_STANDBY_REPLICAS": str(replicas),  # Faust's own name, for workers that predate the setting
+                "PYTHONUNBUFFERED": "1"})
+            say(f"{label}: prefilled {group.changelog} with {keys:,} keys in {group.prefill_s:.1f}s")
+            row = await run_variant(url, label, group.env, run.run_dir, group.source, group.output, partitions,
+                                    rate, timeout, say, watchdog)
+            rows.append({"store": STORES[store], "standby_replicas": replicas, "keys": keys,
+                         "session_timeout_s": session_timeout, "watchdog": watchdog, **row})
     return {"run": run.tag, "rate": rate, "results": rows}
 
 
 async def run_variant(url: str, label: str, base: dict[str, str], run_dir: Path, source: str, output: str,
-                      partitions: int, rate: int, limit_s: float, say: Callable[[str], None]) -> dict:
+                      partitions: int, rate: int, limit_s: float, say: Callable[[str], None],
+                      watchdog: bool = False) -> dict:
     bootstrap = broker_settings(url).bootstrap_servers
     workers = []
     for n in ("a", "b"):
         port = free_port()
         env = base | {"STREAMLAKE_WEB_PORT": str(port), "STREAMLAKE_DATADIR": str(run_dir / f"{label}-{n}-data")}
-        workers.append(Child.spawn(f"{label}-{n}", streamlake_argv(port, "info"), env,
-                                   run_dir / f"{label}-{n}.log"))
+        argv = streamlake_argv(port, "info")
+        if watchdog:  # `streamlake worker`, which runs the worker as the watchdog's child
+            env["STREAMLAKE_WORKER_WATCHDOG"] = "1"
+            argv = [argv[0], "-m", "streamlake", *argv[argv.index("worker"):]]
+        workers.append(Child.spawn(f"{label}-{n}", argv, env, run_dir / f"{label}-{n}.log"))
     victim, survivor = workers
     try:
         async with OfferedLoad(bootstrap, source, partitions, rate), OffsetAdmin(broker_settings(url)) as kafka:
             await wait_forwarding(kafka, output, partitions, workers, limit_s, say)
-            victim_rss = victim.rss_mb()
+            # with the watchdog, the worker alone is killed, as the OOM killer would; its watchdog sees it die
+            worker_pid = child_pids(victim.proc.pid)[0] if watchdog else victim.proc.pid
+            kb = proc_status_kb(worker_pid, "VmRSS")
+            victim_rss = None if kb is None else round(kb / 1024, 1)
             killed_at = time.time()
-            os.killpg(victim.proc.pid, signal.SIGKILL)
+            if watchdog:
+                os.kill(worker_pid, signal.SIGKILL)
+            else:
+                os.killpg(victim.proc.pid, signal.SIGKILL)
             t0 = time.monotonic()
-            say(f"{label}: killed {victim.name} (pid {victim.proc.pid}, RSS {victim_rss} MB)")
+            say(f"{label}: killed {victim.name} (pid {worker_pid}, RSS {victim_rss} MB)")
             await asyncio.sleep(SETTLE_S)
             mark = await end_offsets(kafka, output, partitions)
             stalled: dict[tuple[str, int], float | None] = {}
@@ -203,11 +217,12 @@ async def run_variant(url: str, label: str, base: dict[str, str], run_dir: Path,
 
 
 def print_failover(report: dict, markdown: bool) -> None:
-    headers = ["store", "standby replicas", "tracked keys", "session timeout", "victim RSS",
+    headers = ["store", "standby replicas", "watchdog", "tracked keys", "session timeout", "victim RSS",
                "survivor rejoined", "recovery complete", "all partitions forwarding", "of which after rejoin"]
     rows = []
     for r in report["results"]:
-        rows.append([r["store"], str(r["standby_replicas"]), f"{r['keys']:,}", f"{r['session_timeout_s']} s",
+        rows.append([r["store"], str(r["standby_replicas"]), "yes" if r.get("watchdog") else "no", f"{r['keys']:,}",
+                     f"{r['session_timeout_s']} s",
                      f"{r['victim_rss_mb']} MB", f"{r['rejoin_s']} s", f"{r['recovered_s']} s",
                      f"{r['forwarding_s']} s", f"{r['forwarding_after_rejoin_s']} s"])
     print_simple(f"Failover after kill -9 of one of two workers (times from the kill; {report['rate']:,} records/s "

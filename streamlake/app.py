@@ -10,6 +10,7 @@ from the settings with the command line's Faust options applied
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -18,8 +19,9 @@ import click
 
 from .cli import register_commands
 from .cli.front import allow_any_free_web_port, command_of, needs_app, settings_overrides
-from .config import load_settings, with_overrides
+from .config import Settings, load_settings, with_overrides
 from .errors import StreamLakeError
+from .runtime.watchdog import WATCHED_ENV, run_watched
 
 if TYPE_CHECKING:
     from .runtime.factory import StreamLakeApp
@@ -31,15 +33,19 @@ if command_of(sys.argv[1:]) != "worker":  # a worker runs none of StreamLake's c
 allow_any_free_web_port()
 
 
+def _worker_settings(argv: Sequence[str]) -> Settings:
+    """The settings from conf/ and the environment, with the Faust options in *argv* winning over both."""
+    settings = load_settings()
+    overrides = settings_overrides(argv)
+    return with_overrides(settings, **overrides) if overrides else settings
+
+
 def build_app(argv: Sequence[str]) -> StreamLakeApp:
     """The app from conf/ and the environment, with the Faust options in *argv* winning over both."""
     from .runtime.factory import create_app
     from .runtime.startup import lock_datadir
 
-    settings = load_settings()
-    overrides = settings_overrides(argv)
-    if overrides:
-        settings = with_overrides(settings, **overrides)
+    settings = _worker_settings(argv)
     app = create_app(settings)
     if command_of(argv) == "worker" and settings.store.startswith("rocksdb"):
         app.datadir_lock = lock_datadir(settings.datadir)
@@ -71,6 +77,10 @@ def main() -> None:
     if not needs_app(argv):
         faust_cli.main(args=argv, prog_name="streamlake")
         return
+    if command_of(argv) == "worker" and WATCHED_ENV not in os.environ:
+        settings = _worker_settings(argv)
+        if settings.worker_watchdog:
+            sys.exit(run_watched(argv, settings))
     try:
         app = build_app(argv)
     except (StreamLakeError, click.UsageError) as exc:

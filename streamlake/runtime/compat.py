@@ -437,6 +437,15 @@ def seek_safe_recovery(manager: Any) -> SeekSafeRecovery:
     return recovery
 
 
+def group_member_id(consumer: Any) -> str | None:
+    """The member id the group coordinator gave the worker's consumer at its last join (None before)."""
+    thread = getattr(consumer, "_thread", None)
+    kafka_consumer = getattr(thread, "_consumer", None)
+    coordinator = getattr(kafka_consumer, "_coordinator", None)
+    member_id = getattr(coordinator, "member_id", None)
+    return member_id if isinstance(member_id, str) and member_id else None
+
+
 def set_fetch_max_wait(consumer: Any, wait_ms: int) -> None:
     """Let the broker hold an empty fetch at most *wait_ms* (Faust fixes 1.5 s, aiokafka reads it per fetch).
 

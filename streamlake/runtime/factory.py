@@ -14,7 +14,7 @@ from ..config import Settings, load_settings
 from ..kafka.client import ssl_context
 from ..topology import Stream, discover_streams
 from .binding import StreamBinding
-from .compat import check_versions
+from .compat import check_versions, group_member_id
 from .declarations import declare_stream
 from .dlq_agents import DlqAgent, bind_dlq_agents
 from .gc_tuning import collect_young_less_often, freeze_startup_objects
@@ -22,6 +22,7 @@ from .monitor import StreamLakeMonitor
 from .record_path import RecordPath
 from .startup import prepare_worker
 from .table_store import StartNowTableManager
+from .watchdog import record_member
 from .web import WEB_DRIVER_SCHEME, install_web_views
 
 #: URL scheme of StreamLake's transport (fastpath.BatchTransport: consumer and producer), registered
@@ -115,6 +116,13 @@ class StreamLakeApp(faust.App):
         self.metrics_registry: CollectorRegistry | None = None
         #: held while a worker with a RocksDB store runs (startup.lock_datadir)
         self.datadir_lock: IO[str] | None = None
+        self.on_partitions_assigned.connect(self._record_member)  # type: ignore[arg-type]  # mode types receivers loosely
+
+    async def _record_member(self, sender: Any, *_: Any, **__: Any) -> None:
+        """Keep the group member id in the data dir: a watchdog leaves the group with it if this worker is killed."""
+        member_id = group_member_id(self.consumer)
+        if member_id is not None:
+            record_member(self.streamlake_settings.datadir, self.conf.id, member_id)
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
