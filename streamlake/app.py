@@ -77,11 +77,11 @@ def main() -> None:
     if not needs_app(argv):
         faust_cli.main(args=argv, prog_name="streamlake")
         return
-    if command_of(argv) == "worker" and WATCHED_ENV not in os.environ:
-        settings = _worker_settings(argv)
-        if settings.worker_watchdog:
-            sys.exit(run_watched(argv, settings))
     try:
+        if command_of(argv) == "worker" and WATCHED_ENV not in os.environ:
+            settings = _worker_settings(argv)
+            if settings.worker_watchdog:
+                sys.exit(run_watched(argv, settings))
         app = build_app(argv)
     except (StreamLakeError, click.UsageError) as exc:
         _refuse(exc)
