@@ -151,6 +151,9 @@ class BatchConsumer(ConsumerSeam):
         # After Faust's handler: a batch in flight finishes (and is committed) during its wait.
         await super().on_partitions_revoked(revoked)
         self.progress.forget(list(revoked))
+        for buffer in self._state_buffers():  # what is left was not committed: the next owner reads it again
+            inputs = set(buffer.topics.input_names)
+            buffer.discard(tp.partition for tp in revoked if tp.topic in inputs)
 
     async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
         self.progress.forget()  # unknown until the seek that ends recovery

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import faust
@@ -96,6 +96,27 @@ class StateBuffer:
         for topic, offset in last_offsets.items():
             if offset > marks.get(topic, -1):
                 marks[topic] = offset
+
+    def discard(self, partitions: Iterable[int]) -> None:
+        """Forget the states, counter deltas and marks buffered for *partitions*, which were revoked.
+
+        What is still buffered for a revoked partition after the commit that
+        revocation runs came from batches whose offsets were not committed
+        (a batch that finished during or after that commit). The partition's
+        next owner reads those records again and decides them from the
+        changelog. Flushed later, these states would land in the changelog
+        after, and over, the states the next owner writes: a later owner
+        restoring from it would count records again as new.
+        """
+        revoked = set(partitions)
+        if not revoked:
+            return
+        count = self.topics.partitions
+        self._dirty_states = {key: state for key, state in self._dirty_states.items()
+                              if cached_partition_for_key(key, count) not in revoked}
+        for partition in revoked:
+            self._dirty_counters.pop(partition, None)
+            self._processed.pop(partition, None)
 
     def take(self) -> tuple[dict[bytes, tuple[int, Any]], dict[bytes, tuple[int, Any]]]:
         """Empty the buffer into rows to write, as key -> (partition, value), for the state and counters tables."""

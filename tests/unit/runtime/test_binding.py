@@ -61,6 +61,17 @@ async def test_fast_path_buffers_state_until_the_checkpoint_flushes_it() -> None
     assert counters["records_in"] == 1 and counters["processed"] == {rt.topics.source_name: 0}
 
 
+async def test_what_is_buffered_for_a_revoked_partition_is_never_written() -> None:
+    rt = runtime(RecordPath.FAST)
+    kept, revoked = rt.order(0, "k1", 1), rt.order(1, "k3", 1)
+    assert kept.partition != revoked.partition
+    await rt.binding.handle_batch([kept, revoked])
+    rt.binding.state.discard([revoked.partition])
+    await rt.binding.state.flush()
+    assert list(rt.rows.rows[rt.topics.table.name]) == [b"k1"]  # not k3
+    assert list(rt.rows.rows[rt.topics.counters_table.name]) == [rt.topics.counter_keys[kept.partition]]
+
+
 async def test_classic_path_writes_state_after_every_batch() -> None:
     rt = runtime(RecordPath.CLASSIC)
     await rt.binding.handle_batch([rt.order(0, "k1", 1)])
