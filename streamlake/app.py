@@ -33,7 +33,7 @@ if command_of(sys.argv[1:]) != "worker":  # a worker runs none of StreamLake's c
 allow_any_free_web_port()
 
 
-def _worker_settings(argv: Sequence[str]) -> Settings:
+def _settings_from(argv: Sequence[str]) -> Settings:
     """The settings from conf/ and the environment, with the Faust options in *argv* winning over both."""
     settings = load_settings()
     overrides = settings_overrides(argv)
@@ -45,7 +45,7 @@ def build_app(argv: Sequence[str]) -> StreamLakeApp:
     from .runtime.factory import create_app
     from .runtime.startup import lock_datadir
 
-    settings = _worker_settings(argv)
+    settings = _settings_from(argv)
     app = create_app(settings)
     if command_of(argv) == "worker" and settings.store.startswith("rocksdb"):
         app.datadir_lock = lock_datadir(settings.datadir)
@@ -79,7 +79,7 @@ def main() -> None:
         return
     try:
         if command_of(argv) == "worker" and WATCHED_ENV not in os.environ:
-            settings = _worker_settings(argv)
+            settings = _settings_from(argv)
             if settings.worker_watchdog:
                 sys.exit(run_watched(argv, settings))
         app = build_app(argv)

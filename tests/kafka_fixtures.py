@@ -7,6 +7,7 @@ cannot start, the tests fail: they are never skipped.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -23,6 +24,7 @@ import pytest
 
 from streamlake.broker import local
 from streamlake.config import Settings, load_settings
+from streamlake.kafka.group_status import read_group_status
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -254,6 +256,15 @@ def worker_factory(test_env: TestEnv, request: pytest.FixtureRequest) -> Iterato
     factory.stop_all()
 
 
+def stable_with(settings: Settings, catalog: Any, count: int, source: str) -> Callable[[], object]:
+    """A wait_for condition: the group is stable with *count* members, each holding partitions of *source*."""
+    def check() -> object:
+        status = asyncio.run(read_group_status(settings, catalog))
+        owners = [m for m in status.members if any(t == source for t, _ in m.assignment)]
+        return status.state == "Stable" and len(status.members) == count and len(owners) == count and status
+    return check
+
+
 # -- creating, producing and reading back ---------------------------------------
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
@@ -323,8 +334,6 @@ async def read_until(bootstrap: str, topic: str, done: Callable[[list[Out]], obj
     records (and stops at the last stable offset), like a downstream consumer
     of an exactly-once pipeline would. *client* adds connection settings (SASL/TLS).
     """
-    import asyncio
-
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,

@@ -38,7 +38,9 @@ stop events. What is left:
 * :class:`SeekSafeRecovery` - Faust's recovery without its crash when a
   rebalance adds changelog partitions to a round that is already seeking;
 * :func:`set_fetch_max_wait` - a shorter broker-side wait for empty fetches
-  than the 1.5 s Faust fixes.
+  than the 1.5 s Faust fixes;
+* :func:`group_member_id` - the worker's group member id, which its watchdog
+  leaves the group with when the worker is killed.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ __all__ = [
     "is_rocksdb_store", "committed_offsets", "recovery_completed", "fetch_cluster_metadata",
     "ReportingProducer", "IdempotentProducer", "producer_id", "renew_producer_id",
     "changelog_table", "finish_recovery_if_caught_up", "start_tables_now", "write_rocksdb_batch",
-    "set_fetch_limit", "SeekSafeRecovery", "seek_safe_recovery", "set_fetch_max_wait",
+    "set_fetch_limit", "SeekSafeRecovery", "seek_safe_recovery", "set_fetch_max_wait", "group_member_id",
 ]
 
 #: The versions every name below was checked against (and tests/unit/runtime/test_compat.py pins).

@@ -46,8 +46,8 @@ from ..config import Settings
 from ..core.dlq_policy import DlqEntry, DlqTally, RetryVerdict, decide_retry, format_ms, render_preview, retry_delay
 from ..naming import changelog_topic_for, source_of_derived, table_name_for
 from ..topology import Stream
-from .sender import Backoff
-from .state_buffer import RowWriter, write_table_rows
+from .record_path import RecordPath
+from .state_buffer import RowWriter, write_table_rows, write_until_acknowledged
 
 __all__ = ["bind_dlq_agents", "DlqAgent", "empty_counts", "fold_counts"]
 
@@ -118,23 +118,24 @@ class DlqAgent:
 
     async def _consume(self, agent_stream: faust.StreamT) -> None:
         stream = cast(faust.Stream, agent_stream)  # noack_take is on the class, not on StreamT
-        if self.settings.processing_guarantee == "exactly_once":
+        if RecordPath.for_settings(self.settings) is RecordPath.EXACTLY_ONCE:
             async for event in stream.noack().events():
                 self._write_in_transaction(self._handle([event]))
                 self._start(event.message.partition)
         else:
             async for events in stream.noack_take(self.settings.batch_size, self.settings.batch_within):
-                await self._write_acknowledged(self._handle(events))
+                await write_until_acknowledged(self.write_rows, self.table, self._handle(events),
+                                               f"{self.dlq_name} counts")
                 for partition in {event.message.partition for event in events}:
                     self._start(partition)
 
-    def _handle(self, events: Iterable[Any]) -> dict[int, dict[str, Any]]:
-        """Count, log and decide each event; return the new counts of the partitions they came from.
+    def _handle(self, events: Iterable[Any]) -> dict[str, tuple[int, dict[str, Any]]]:
+        """Count, log and decide each event; return the new counts rows of the partitions they came from.
 
         Their slots are marked done (and retries started) only by :meth:`_start`,
         once the counts are written: an ack never passes an uncounted record.
         """
-        counts: dict[int, dict[str, Any]] = {}
+        rows: dict[str, tuple[int, dict[str, Any]]] = {}  # table key -> (partition, counts)
         for event in events:
             msg = event.message
             slot = self._track(event)
@@ -142,37 +143,26 @@ class DlqAgent:
                 entry = DlqEntry.of(msg.topic, msg.partition, msg.offset, int(round(msg.timestamp * 1000)),
                                     msg.key, msg.value, _headers(msg.headers))
                 verdict = decide_retry(entry, self.settings.dlq_retry_attempts)
-                before = counts.get(msg.partition) or self.table.get(str(msg.partition)) or empty_counts()
-                counts[msg.partition] = fold_counts(before, entry, verdict)
+                key = str(msg.partition)
+                before = rows[key][1] if key in rows else self.table.get(key) or empty_counts()
+                rows[key] = (msg.partition, fold_counts(before, entry, verdict))
                 delay = 0.0
                 if verdict is RetryVerdict.RETRY:
                     assert entry.attempt is not None
                     delay = retry_delay(entry.attempt, self.settings.dlq_retry_backoff,
                                         self.settings.dlq_retry_backoff_max)
-                    slot.retry = (entry, entry.timestamp / 1000 + delay)  # from the failure: a restart keeps the clock
                 self._log(entry, verdict, delay)
+                if verdict is RetryVerdict.RETRY:  # due from the failure: a restart keeps the clock
+                    slot.retry = (entry, entry.timestamp / 1000 + delay)
             except Exception:  # a weird record must never stop the DLQ partition
                 log.exception("dlq: could not handle %s[%s]@%s; it stays in the DLQ", self.dlq_name, msg.partition,
                               msg.offset)
-        return counts
+        return rows
 
-    async def _write_acknowledged(self, counts: dict[int, dict[str, Any]]) -> None:
-        """Write each partition's counts to its own table partition; retry with backoff until acknowledged."""
-        rows = {str(partition): (partition, value) for partition, value in counts.items()}
-        backoff = Backoff()
-        while rows:
-            try:
-                await self.write_rows(self.table, rows)
-                return
-            except Exception as exc:
-                log.error("dlq: writing the counts of %s failed (%s: %s); retrying in %.1fs — acks wait, "
-                          "nothing is lost", self.dlq_name, type(exc).__name__, exc, backoff.delay)
-                await backoff.wait()
-
-    def _write_in_transaction(self, counts: dict[int, dict[str, Any]]) -> None:
+    def _write_in_transaction(self, rows: dict[str, tuple[int, dict[str, Any]]]) -> None:
         # Inside stream iteration: Faust writes the changelog record in the current event's transaction.
-        for partition, value in counts.items():
-            self.table[str(partition)] = value
+        for key, (_, value) in rows.items():
+            self.table[key] = value
 
     def _start(self, partition: int) -> None:
         """Counts written: finish the partition's handled slots, start their retries, ack what is done."""

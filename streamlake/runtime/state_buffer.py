@@ -27,7 +27,7 @@ from .declarations import StreamTopics
 from .sender import Backoff
 from .table_store import SequenceMemoryStore
 
-__all__ = ["StateBuffer", "TableRows", "write_table_rows"]
+__all__ = ["StateBuffer", "TableRows", "write_table_rows", "write_until_acknowledged"]
 
 log = logging.getLogger("streamlake.ingest")
 
@@ -140,18 +140,9 @@ class StateBuffer:
         committed meanwhile, so nothing is lost.
         """
         state_rows, counter_rows = self.take()
-        backoff = Backoff()
-        while state_rows or counter_rows:
-            try:
-                await self.write_rows(self.topics.table, state_rows)
-                state_rows = {}
-                await self.write_rows(self.topics.counters_table, counter_rows)
-                return
-            except Exception as exc:
-                log.error("writing %s state to its changelog failed (%s: %s); retrying in %.1fs — "
-                          "offsets wait, nothing is lost", self.topics.stream.name, type(exc).__name__, exc,
-                          backoff.delay)
-                await backoff.wait()
+        name = self.topics.stream.name
+        await write_until_acknowledged(self.write_rows, self.topics.table, state_rows, f"{name} state")
+        await write_until_acknowledged(self.write_rows, self.topics.counters_table, counter_rows, f"{name} counters")
 
     def flush_in_transaction(self) -> None:
         """exactly_once: write through Faust's tables so the changelog joins the open transaction."""
@@ -159,6 +150,22 @@ class StateBuffer:
         for table, rows in ((self.topics.table, state_rows), (self.topics.counters_table, counter_rows)):
             for key, (_, value) in rows.items():
                 table[key] = value
+
+
+async def write_until_acknowledged(write_rows: RowWriter, table: Any, rows: TableRows, what: str) -> None:
+    """Write *rows* with *write_rows*; on failure log it and retry with backoff until the broker acknowledged them.
+
+    Callers hold back their offset commits or acks meanwhile, so nothing is lost.
+    """
+    backoff = Backoff()
+    while rows:
+        try:
+            await write_rows(table, rows)
+            return
+        except Exception as exc:
+            log.error("writing %s to its changelog failed (%s: %s); retrying in %.1fs — offsets and acks wait, "
+                      "nothing is lost", what, type(exc).__name__, exc, backoff.delay)
+            await backoff.wait()
 
 
 async def write_table_rows(app: faust.App, table: Any, rows: TableRows) -> None:

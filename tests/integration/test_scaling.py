@@ -18,7 +18,7 @@ from streamlake.core.sample import Outcome, SampleMix, SampleSummary, expected_o
 from streamlake.kafka.group_status import CountersReader, read_group_status
 from streamlake.kafka.sample_producer import produce_sample
 from streamlake.topology import discover_streams
-from tests.kafka_fixtures import read_topic, wait_for
+from tests.kafka_fixtures import read_topic, stable_with, wait_for
 
 PARTITIONS = 8
 EVENTS = 6000
@@ -40,14 +40,6 @@ class BackgroundProducer(threading.Thread):
                                        summary=self.summary))
         except BaseException as exc:  # reported by the test
             self.error = exc
-
-
-def stable_with(settings, catalog, count: int, source: str):
-    def check():
-        status = asyncio.run(read_group_status(settings, catalog))
-        owners = [m for m in status.members if any(t == source for t, _ in m.assignment)]
-        return status.state == "Stable" and len(status.members) == count and len(owners) == count and status
-    return check
 
 
 def test_scale_up_crash_and_scale_down_lose_nothing(test_env, worker_factory, record_property):

@@ -18,8 +18,7 @@ from streamlake.catalog import load_catalog
 from streamlake.core.sample import Outcome, SampleMix, expected_outcome, generate_sample
 from streamlake.kafka.sample_producer import produce_sample
 from streamlake.topology import discover_streams
-from tests.integration.test_scaling import stable_with
-from tests.kafka_fixtures import ProcessFactory, read_topic, wait_for
+from tests.kafka_fixtures import ProcessFactory, read_topic, stable_with, wait_for
 
 PARTITIONS = 8
 SESSION_TIMEOUT_S = "60"

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import defaultdict
+from types import SimpleNamespace
 from weakref import WeakSet
 
 import aiokafka
 import faust
 import pytest
 from aiokafka.cluster import ClusterMetadata
+from aiokafka.consumer.group_coordinator import GroupCoordinator
 from faust.exceptions import NotReady
 from faust.stores import rocksdb as faust_rocksdb
 from faust.tables.manager import TableManager
@@ -131,6 +133,19 @@ async def test_aiokafka_consumer_keeps_a_client_that_fetches_all_metadata() -> N
     assert inspect.iscoroutinefunction(consumer._client.fetch_all_metadata)
     assert params(consumer._client.fetch_all_metadata) == []
     assert params(ClusterMetadata.partitions_for_topic) == ["self", "topic"]
+    await asyncio.sleep(0)  # the consumer binds to the running loop
+
+
+async def test_the_group_member_id_sits_in_the_consumer_threads_aiokafka_coordinator() -> None:
+    consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", group_id="g")
+    assert "_coordinator" in vars(consumer)  # a GroupCoordinator once the consumer started
+    assert "self.member_id = " in inspect.getsource(GroupCoordinator.__init__)
+    assert "self._consumer = " in inspect.getsource(aiokafka_driver.AIOKafkaConsumerThread)
+    joined = SimpleNamespace(_consumer=SimpleNamespace(_coordinator=SimpleNamespace(member_id="m-1")))
+    assert compat.group_member_id(SimpleNamespace(_thread=joined)) == "m-1"
+    not_joined = SimpleNamespace(_consumer=SimpleNamespace(_coordinator=SimpleNamespace(member_id="")))
+    assert compat.group_member_id(SimpleNamespace(_thread=not_joined)) is None
+    assert compat.group_member_id(SimpleNamespace(_thread=None)) is None  # before the consumer thread exists
     await asyncio.sleep(0)  # the consumer binds to the running loop
 
 
