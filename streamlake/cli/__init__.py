@@ -9,14 +9,15 @@ function and prints text or ``--json``.
 
 from __future__ import annotations
 
-from faust.cli.faust import cli as faust_cli
-
 __all__ = ["register_commands"]
 
 
 def register_commands() -> None:
     # Imported here, not with the package: a worker needs none of them (the console alone
     # pulls in pyiceberg), and importing them all cost every worker a second of start-up.
+    # Faust too: a watchdog reads its command line through this package (.argv) without it.
+    from faust.cli.faust import cli as faust_cli
+
     from .broker import broker
     from .console import console
     from .demo import demo

@@ -29,6 +29,12 @@ def worker_pid(watchdog_pid: int) -> int:
     return int(pid)
 
 
+def rss_mb(pid: int) -> float:
+    [kb] = [line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")]
+    return int(kb) / 1024
+
+
 def forwarded_in(out: list[Out]) -> set[tuple[bytes | None, int]]:
     return {(o.key, orjson.loads(o.value)["seq"]) for o in out}
 
@@ -52,6 +58,7 @@ def test_a_killed_worker_is_taken_out_of_its_group_by_its_watchdog(test_env) -> 
         asyncio.run(read_topic(test_env.broker.bootstrap, output, min_count=before.expected_forwarded))
 
         victim, survivor = watched
+        assert rss_mb(victim.proc.pid) < 40, "the watchdog imports no more than it needs (no Faust)"
         killed = worker_pid(victim.proc.pid)
         os.kill(killed, signal.SIGKILL)
         wait_for(stable_with(settings, catalog, 1, source), timeout=30,

@@ -9,7 +9,8 @@ import click
 import pytest
 from faust.cli.faust import cli as faust_cli
 
-from streamlake.cli.front import allow_any_free_web_port, command_of, needs_app, settings_overrides
+from streamlake.cli.argv import command_of, needs_app, settings_overrides
+from streamlake.cli.front import allow_any_free_web_port
 from streamlake.errors import ConfigError
 from streamlake.runtime.startup import lock_datadir
 

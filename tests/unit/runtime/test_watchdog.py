@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from streamlake.config import load_settings
@@ -30,3 +32,12 @@ def test_the_watchdog_exits_with_the_workers_own_status() -> None:
     settings = load_settings(env="test", root=ROOT)
     assert run_watched(["--version"], settings) == 0
     assert run_watched(["no-such-command"], settings) == 2
+
+
+def test_the_entry_decides_on_a_watchdog_without_importing_faust_or_aiokafka() -> None:
+    # The watchdog process imports only this; Faust's CLI would cost every watched worker a second
+    # of start-up before it is spawned, and the watchdog 30 MB it never uses.
+    probe = "import sys, streamlake.entry; print(sorted({'faust', 'aiokafka', 'mode'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
