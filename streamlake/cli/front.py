@@ -40,6 +40,8 @@ FIRST_COMMANDS = ("worker", "status", "topics", "dlq", "replay", "produce", "pro
                   "broker")
 #: Faust's commands about its own models and livecheck: not StreamLake's concern.
 HIDDEN_FAUST_COMMANDS = ("livecheck", "model", "models", "clean-versions")
+
+
 def _ordered_commands(self: click.Group, ctx: click.Context) -> list[str]:
     rest = sorted(name for name in self.commands if name not in FIRST_COMMANDS)
     return [name for name in FIRST_COMMANDS if name in self.commands] + rest
