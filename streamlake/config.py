@@ -92,9 +92,10 @@ class Settings:
     table_standby_replicas: int = setting(1, "other workers that follow each table partition and take it over "
                                           "without a cold restore",
                                           toml="app.table_standby_replicas", env="STREAMLAKE_TABLE_STANDBY_REPLICAS")
-    worker_watchdog: bool = setting(False, "`streamlake worker` runs the worker as its child; if the worker is "
+    worker_watchdog: bool = setting(True, "`streamlake worker` runs the worker as its child; if the worker is "
                                     "killed (kill -9, OOM), the watchdog leaves the group for it, so its partitions "
-                                    "move in about a second instead of after the session timeout",
+                                    "move in about a second instead of after the session timeout "
+                                    "(`faust -A streamlake.app worker` is never watched)",
                                     toml="app.worker_watchdog", env="STREAMLAKE_WORKER_WATCHDOG")
     gc_young_threshold: int = setting(10_000, "a worker's allocations between young garbage collections (Python's "
                                       "default: 700); 0 keeps Python's collector as it is",
