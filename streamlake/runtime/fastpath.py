@@ -215,11 +215,20 @@ class BatchConsumer(ConsumerSeam):
         seek_back: dict[TP, int] = {}
         unknown = False
         classic: list[tuple[TP, Sequence[Any], int | None]] = []
+        put_back: dict[TP, int] = {}
         # Decide every fast list before the first await, so no seek can slip in between.
         for tp, recs in records.items():
-            if not recs or (active is not None and tp not in active and not self.is_buffered(tp)):
-                continue  # dropped: the next list for tp starts after a hole and is sent back
+            if not recs:
+                continue
             binding = fast.get(tp.topic)
+            if active is not None and tp not in active and not self.is_buffered(tp):
+                # Dropped. A positioned partition's next list starts after a hole and is sent
+                # back; a changelog's would not be, so it is sought back now (see _put_back).
+                if binding is None and not self._positioned(tp.topic):
+                    offset = _next_to_restore(recovery, tp)
+                    if offset is not None:
+                        put_back[tp] = offset
+                continue
             if binding is None and not self._positioned(tp.topic):
                 if not self._restored_in_bulk(tp, recs):
                     classic.append((tp, recs, None))  # a changelog: table recovery owns its position
@@ -244,6 +253,8 @@ class BatchConsumer(ConsumerSeam):
             monitor.track_tp_end_offset(tp, self.highwater(tp))
             if monitor.stream_inbound_time is not None:
                 monitor.stream_inbound_time[tp] = now
+        for tp, offset in put_back.items():
+            await self._put_back(tp, offset)
         for tp, listed, start in classic:
             await self._deliver_classic(tp, listed, generation, start)
         for tp, offset in seek_back.items():
@@ -273,6 +284,23 @@ class BatchConsumer(ConsumerSeam):
         finally:
             token.acked = True
             self.release_acks(token)
+
+    async def _put_back(self, tp: TP, offset: int) -> None:
+        """Seek changelog partition *tp* back to *offset*, the first record its table has not applied.
+
+        Faust hands the consumer thread its set of active partitions and changes
+        that set while the thread fetches; aiokafka reads an empty set as "every
+        partition". So a list of a changelog partition that was paused meanwhile
+        (standbys, while active recovery ends) can arrive here with its position
+        already past it. Dropped without this seek, those records were never
+        applied: a standby that became active lacked their keys and took their
+        duplicates as new.
+        """
+        log.info("%s: changelog records arrived while the partition was paused; reading again from %d", tp, offset)
+        try:
+            await self.seek_partition(tp, offset)
+        except Exception as exc:  # e.g. revoked meanwhile: its next owner's recovery seeks it
+            log.warning("%s: seek to %d failed (%r); the next recovery seeks it", tp, offset, exc)
 
     def _restored_in_bulk(self, tp: TP, recs: Sequence[Any]) -> bool:
         """Apply a changelog list of a table whose store restores in bulk (table_store.py); False for others.
@@ -314,6 +342,17 @@ class BatchConsumer(ConsumerSeam):
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             await self.wait_first(callback(self.to_message(tp, record)), self.suspend_flow.wait())
             self.set_read_offset(tp, offset)
+
+
+def _next_to_restore(recovery: Any, tp: TP) -> int | None:
+    """The first offset of changelog partition *tp* that its table has not applied, or None if none follows it."""
+    if tp in recovery.active_tps:
+        applied = recovery.active_offsets.get(tp)
+    elif tp in recovery.standby_tps:
+        applied = recovery.standby_offsets.get(tp)
+    else:
+        return None  # not followed here: whoever gets it next seeks it when its recovery starts
+    return None if applied is None else max(applied + 1, 0)
 
 
 class BatchTransport(aiokafka_driver.Transport):
