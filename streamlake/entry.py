@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from .cli.argv import command_of, refuse, settings_from
+from .cli.argv import command_of, needs_app, refuse, settings_from
 from .errors import StreamLakeError
 from .runtime.watchdog import WATCHED_ENV, run_watched
 
@@ -25,7 +25,7 @@ __all__ = ["main"]
 def main() -> None:
     """Console script ``streamlake`` (and ``python -m streamlake``)."""
     argv = sys.argv[1:]
-    if command_of(argv) == "worker" and WATCHED_ENV not in os.environ and "--help" not in argv:
+    if command_of(argv) == "worker" and needs_app(argv) and WATCHED_ENV not in os.environ:
         try:
             settings = settings_from(argv)
         except (StreamLakeError, click.UsageError) as exc:

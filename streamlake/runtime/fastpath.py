@@ -41,7 +41,7 @@ from ..core.records import ConsumedRecord
 from .checkpoint import Checkpoint
 from .compat import ConsumerSeam, IdempotentProducer, changelog_table, set_fetch_limit, set_fetch_max_wait
 from .state_buffer import StateBuffer
-from .table_store import BulkRestorable, restore_in_bulk
+from .table_store import BulkRestorable, followed_offsets, restore_in_bulk
 
 if TYPE_CHECKING:
     from .binding import StreamBinding
@@ -346,12 +346,10 @@ class BatchConsumer(ConsumerSeam):
 
 def _next_to_restore(recovery: Any, tp: TP) -> int | None:
     """The first offset of changelog partition *tp* that its table has not applied, or None if none follows it."""
-    if tp in recovery.active_tps:
-        applied = recovery.active_offsets.get(tp)
-    elif tp in recovery.standby_tps:
-        applied = recovery.standby_offsets.get(tp)
-    else:
+    followed = followed_offsets(recovery, tp)
+    if followed is None:
         return None  # not followed here: whoever gets it next seeks it when its recovery starts
+    applied = followed[0].get(tp)
     return None if applied is None else max(applied + 1, 0)
 
 

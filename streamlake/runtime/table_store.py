@@ -32,7 +32,7 @@ from ..partitioner import partition_for_key
 from .compat import SeekSafeRecovery, finish_recovery_if_caught_up, seek_safe_recovery, start_tables_now
 
 __all__ = ["StartNowTableManager", "ChangelogRecord", "BulkRestorable", "PartitionedRows", "SequenceMemoryStore",
-           "restore_in_bulk", "sequence_store_url", "SEQUENCE_STORE_SCHEMES"]
+           "followed_offsets", "restore_in_bulk", "sequence_store_url", "SEQUENCE_STORE_SCHEMES"]
 
 #: Faust store scheme -> StreamLake's store for the sequence table.
 SEQUENCE_STORE_SCHEMES = {"memory": "streamlake-memory", "rocksdb": "streamlake-rocksdb"}
@@ -66,6 +66,18 @@ class BulkRestorable(Protocol):
     def apply_records(self, tp: TP, records: Sequence[ChangelogRecord]) -> None: ...
 
 
+def followed_offsets(recovery: Any, tp: TP) -> tuple[MutableMapping[TP, int | None], bool] | None:
+    """The recovery offsets changelog partition *tp* is followed in here and whether it is active; None if neither.
+
+    The offsets map each partition to the last offset its table applied.
+    """
+    if tp in recovery.active_tps:
+        return recovery.active_offsets, True
+    if tp in recovery.standby_tps:
+        return recovery.standby_offsets, False
+    return None
+
+
 def restore_in_bulk(recovery: Any, store: BulkRestorable, tp: TP, records: Sequence[ChangelogRecord]) -> int:
     """Apply one fetched list of changelog partition *tp*, as Faust's reader does record by record.
 
@@ -77,12 +89,10 @@ def restore_in_bulk(recovery: Any, store: BulkRestorable, tp: TP, records: Seque
     A partition revoked meanwhile is skipped: its next owner reads it again.
     Returns how many records were applied.
     """
-    if tp in recovery.active_tps:
-        offsets, active = recovery.active_offsets, True
-    elif tp in recovery.standby_tps:
-        offsets, active = recovery.standby_offsets, False
-    else:
+    followed = followed_offsets(recovery, tp)
+    if followed is None:
         return 0
+    offsets, active = followed
     seen = offsets.get(tp)
     if seen is not None and records and records[0].offset <= seen:
         records = [r for r in records if r.offset > seen]
